@@ -63,7 +63,7 @@ def main() -> None:
         ]
     )
     BUF_DEPS.mkdir(parents=True, exist_ok=True)
-    for name in ("annotations.proto", "http.proto", "field_behavior.proto"):
+    for name in ("annotations.proto", "http.proto", "field_behavior.proto", "httpbody.proto"):
         shutil.copyfile(GOOGLEAPIS_INCLUDE / "google" / "api" / name, BUF_DEPS / name)
     print(f"generated {len(sources)} proto files into {OUT.relative_to(ROOT)}")
 

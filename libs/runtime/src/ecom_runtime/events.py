@@ -1,0 +1,229 @@
+"""Transactional outbox, its relay to NATS JetStream, and idempotent consumers (inbox).
+
+A service writes an event into its own `outbox` table in the same transaction as the state
+change; the relay publishes it with `Nats-Msg-Id` = event id (JetStream drops duplicates
+within its window) and deletes the row. A consumer records each event id it has applied in
+`inbox` in the same transaction as its effect, so a redelivery changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+import nats
+from google.protobuf.message import Message
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, StreamConfig
+from nats.js.errors import NotFoundError
+from opentelemetry import propagate, trace
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ecom_runtime.telemetry import current_traceparent
+
+log = logging.getLogger("ecom.events")
+tracer = trace.get_tracer("ecom.events")
+
+STREAM = "ECOM"
+SUBJECTS = ["ecom.>"]
+
+E = TypeVar("E", bound=Message)
+
+
+def add_event_tables(metadata: MetaData) -> tuple[Table, Table]:
+    """The outbox and inbox tables, in the service's own schema."""
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", Uuid, primary_key=True),
+        Column("subject", Text, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("headers", JSONB, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Index("ix_outbox_created_at", "created_at"),
+    )
+    inbox = Table(
+        "inbox",
+        metadata,
+        Column("consumer", Text, primary_key=True),
+        Column("event_id", Text, primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    return outbox, inbox
+
+
+async def enqueue(conn: AsyncConnection, outbox: Table, subject: str, event: Message) -> str:
+    """Record `event` for publication when (and only if) the caller's transaction commits.
+
+    Sets `event_id` and `occurred_at` on the message if it has them and they are empty.
+    """
+    descriptor = event.DESCRIPTOR
+    event_id = str(uuid.uuid4())
+    if "event_id" in descriptor.fields_by_name:
+        event_id = getattr(event, "event_id") or event_id  # noqa: B009
+        setattr(event, "event_id", event_id)  # noqa: B010
+    if "occurred_at" in descriptor.fields_by_name and not event.HasField("occurred_at"):  # type: ignore[arg-type]
+        getattr(event, "occurred_at").GetCurrentTime()  # noqa: B009
+    await conn.execute(
+        insert(outbox).values(
+            id=uuid.UUID(event_id),
+            subject=subject,
+            payload=event.SerializeToString(),
+            headers=current_traceparent(),
+        )
+    )
+    return event_id
+
+
+async def _log_nats_error(error: Exception) -> None:
+    log.warning("NATS: %s", error or type(error).__name__)
+
+
+async def connect_jetstream(url: str) -> tuple[nats.NATS, JetStreamContext]:
+    nc = await nats.connect(
+        url,
+        name="ecom",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=_log_nats_error,
+    )
+    js = nc.jetstream()
+    config = StreamConfig(
+        name=STREAM,
+        subjects=SUBJECTS,
+        duplicate_window=120.0,  # seconds in which a re-published Nats-Msg-Id is dropped
+        max_age=7 * 24 * 3600.0,
+    )
+    try:
+        await js.stream_info(STREAM)
+    except NotFoundError:
+        await js.add_stream(config)
+    return nc, js
+
+
+class OutboxRelay:
+    def __init__(self, engine: AsyncEngine, outbox: Table, poll_seconds: float = 0.2) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self._poll = poll_seconds
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Hint that an event was just committed, to publish it without waiting for a poll."""
+        self._wake.set()
+
+    async def run(self, js: JetStreamContext) -> None:
+        while True:
+            if await self.publish_batch(js) == 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._poll)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+
+    async def publish_batch(self, js: JetStreamContext, limit: int = 100) -> int:
+        o = self._outbox
+        async with self._engine.begin() as conn:
+            # SKIP LOCKED: several processes of a service relay in parallel without doubling up.
+            rows = (
+                await conn.execute(
+                    select(o.c.id, o.c.subject, o.c.payload, o.c.headers)
+                    .order_by(o.c.created_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                headers = {**row.headers, "Nats-Msg-Id": str(row.id)}
+                await js.publish(row.subject, row.payload, headers=headers)
+            if rows:
+                await conn.execute(delete(o).where(o.c.id.in_([r.id for r in rows])))
+        return len(rows)
+
+
+Handler = Callable[[AsyncConnection, E], Awaitable[None]]
+
+
+class EventConsumer(Generic[E]):
+    """A durable JetStream pull consumer that applies each event at most once."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        inbox: Table,
+        js: JetStreamContext,
+        durable: str,
+        subject: str,
+        message_type: type[E],
+        handler: Handler[E],
+        max_deliver: int = 10,
+    ) -> None:
+        self._engine = engine
+        self._inbox = inbox
+        self._js = js
+        self.durable = durable
+        self.subject = subject
+        self._type = message_type
+        self._handler = handler
+        self._max_deliver = max_deliver
+
+    async def run(self) -> None:
+        subscription = await self._js.pull_subscribe(
+            self.subject,
+            durable=self.durable,
+            stream=STREAM,
+            config=ConsumerConfig(max_deliver=self._max_deliver, ack_wait=30.0),
+        )
+        while True:
+            try:
+                messages = await subscription.fetch(10, timeout=1.0)
+            except TimeoutError:
+                continue
+            for message in messages:
+                await self._handle(message)
+
+    async def _handle(self, message: Any) -> None:
+        headers = message.headers or {}
+        event_id = headers.get("Nats-Msg-Id") or f"seq:{message.metadata.sequence.stream}"
+        context = propagate.extract(headers)
+        with tracer.start_as_current_span(f"consume {self.subject}", context=context):
+            try:
+                event = self._type.FromString(message.data)
+                async with self._engine.begin() as conn:
+                    claimed = await conn.execute(
+                        pg_insert(self._inbox)
+                        .values(consumer=self.durable, event_id=event_id)
+                        .on_conflict_do_nothing()
+                        .returning(text("1"))
+                    )
+                    if claimed.first() is not None:
+                        await self._handler(conn, event)
+                await message.ack()
+            except Exception:
+                attempt = message.metadata.num_delivered
+                log.exception(
+                    "event handler failed",
+                    extra={"consumer": self.durable, "event_id": event_id, "attempt": attempt},
+                )
+                await message.nak(delay=min(30.0, 0.5 * 2**attempt))

@@ -1,0 +1,60 @@
+"""The shared body of every service's Alembic env.py: version table inside the service's schema."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from alembic import context
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+
+from ecom_runtime.db import create_engine
+
+
+def _migrate(connection: Connection, metadata: MetaData, schema: str) -> None:
+    connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table_schema=schema,
+        include_schemas=False,
+    )
+    with context.begin_transaction():
+        # Several processes may start at once; only one migrates at a time.
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": schema})
+        context.run_migrations()
+
+
+async def _run(metadata: MetaData, schema: str) -> None:
+    url = os.environ.get("DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/ecommerce")
+    engine = create_engine(url, pool_size=1)
+    async with engine.connect() as connection:
+        await connection.run_sync(_migrate, metadata, schema)
+        await connection.commit()
+    await engine.dispose()
+
+
+def run_migrations(metadata: MetaData, schema: str) -> None:
+    """Call from a service's migrations/env.py."""
+    if context.is_offline_mode():
+        context.configure(
+            url=os.environ.get("DATABASE_URL", ""),
+            target_metadata=metadata,
+            version_table_schema=schema,
+            literal_binds=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    asyncio.run(_run(metadata, schema))
+
+
+def upgrade_to_head(script_location: str) -> None:
+    """Programmatic `alembic upgrade head` for a service's `migrate` command."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", script_location)
+    command.upgrade(config, "head")

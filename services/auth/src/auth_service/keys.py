@@ -1,0 +1,86 @@
+"""The Ed25519 key that signs access tokens, and the JWKS that publishes its public half."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def load_or_create_key(pem: str, path: str) -> Ed25519PrivateKey:
+    """The key from `pem`, else from `path`, creating that file (mode 600) on first start.
+
+    Several processes may start at once: the file appears atomically (link fails if present).
+    """
+    if not pem:
+        file = Path(path)
+        if not file.exists():
+            file.parent.mkdir(parents=True, exist_ok=True)
+            fresh = Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            fd, tmp = tempfile.mkstemp(dir=file.parent)
+            with os.fdopen(fd, "wb") as out:
+                out.write(fresh)
+            try:
+                os.link(tmp, file)
+            except FileExistsError:
+                pass  # another process won the race; use its key
+            finally:
+                os.unlink(tmp)
+        pem = file.read_text()
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SystemExit("AUTH_JWT_PRIVATE_KEY must be an Ed25519 private key (PEM, PKCS#8)")
+    return key
+
+
+@dataclass(frozen=True)
+class TokenSigner:
+    key: Ed25519PrivateKey
+    issuer: str
+    audience: str
+    ttl_seconds: int
+
+    @property
+    def public_jwk(self) -> dict[str, str]:
+        raw = self.key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        jwk = {"crv": "Ed25519", "kty": "OKP", "x": _b64url(raw)}
+        # RFC 7638 thumbprint: a kid that changes whenever the key does.
+        thumbprint = hashlib.sha256(json.dumps(jwk, separators=(",", ":")).encode()).digest()
+        return {**jwk, "kid": _b64url(thumbprint), "alg": "EdDSA", "use": "sig"}
+
+    def issue(self, user_id: uuid.UUID, role: str) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": str(user_id),
+            "role": role,
+            "iat": now,
+            "exp": now + self.ttl_seconds,
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self.key, algorithm="EdDSA", headers={"kid": self.kid})
+
+    @property
+    def kid(self) -> str:
+        return self.public_jwk["kid"]

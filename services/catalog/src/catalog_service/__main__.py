@@ -1,0 +1,15 @@
+"""`python -m catalog_service serve | migrate`."""
+
+from __future__ import annotations
+
+from ecom_runtime.cli import run_service_cli
+
+from catalog_service.server import Settings, build_app
+
+
+def main() -> None:
+    run_service_cli("catalog", Settings(), build_app, migrations=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""Wiring for the payments service. Not built yet: every RPC answers UNIMPLEMENTED, health is SERVING."""
+
+from __future__ import annotations
+
+from ecom_runtime.auth import remote_authenticator
+from ecom_runtime.config import ServiceSettings
+from ecom_runtime.server import App, unimplemented_registrations
+from ecommerce.payments.v1 import payments_pb2, payments_pb2_grpc
+
+
+class Settings(ServiceSettings):
+    grpc_port: int = 50055
+
+
+def build_app(settings: Settings | None = None) -> App:
+    settings = settings or Settings()
+    return App(
+        name="payments",
+        settings=settings,
+        authenticator=remote_authenticator(
+            settings.auth_grpc_addr, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        ),
+        services=unimplemented_registrations(payments_pb2_grpc, payments_pb2),
+    )
