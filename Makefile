@@ -39,7 +39,7 @@ fmt: sync
 	$(RUN) ruff format .
 
 typecheck: sync
-	$(RUN) mypy libs/runtime/src gateway/src deploy/src services/auth/src
+	$(RUN) mypy libs/runtime/src gateway/src deploy/src $(wildcard services/*/src)
 
 check: protos-check lint typecheck
 

@@ -6,12 +6,13 @@ import argparse
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ecom_runtime.config import ServiceSettings
 from ecom_runtime.logs import configure_logging
-from ecom_runtime.migrations import upgrade_to_head
-from ecom_runtime.server import App, serve
-from ecom_runtime.telemetry import configure_tracing
+
+if TYPE_CHECKING:
+    from ecom_runtime.server import App
 
 
 def run_service_cli(
@@ -20,7 +21,7 @@ def run_service_cli(
     build_app: Callable[[], App],
     migrations: Path | None,
     extra_commands: dict[str, Callable[[argparse.Namespace], None]] | None = None,
-    configure_parser: Callable[[argparse._SubParsersAction], None] | None = None,  # type: ignore[type-arg]
+    configure_parser: Callable[[argparse._SubParsersAction], None] | None = None,
 ) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m {name}_service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -30,10 +31,16 @@ def run_service_cli(
         configure_parser(commands)
     args = parser.parse_args()
     configure_logging(name, settings.log_level, settings.log_format)
+    # Imports per command: `migrate` needs no gRPC stack, `serve` no Alembic (start-up time).
     if args.command == "migrate":
         if migrations is not None:
+            from ecom_runtime.migrations import upgrade_to_head
+
             upgrade_to_head(str(migrations))
     elif args.command == "serve":
+        from ecom_runtime.server import serve
+        from ecom_runtime.telemetry import configure_tracing
+
         configure_tracing(name)
         asyncio.run(serve(build_app()))
     elif extra_commands and args.command in extra_commands:

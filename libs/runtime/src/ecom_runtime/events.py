@@ -82,7 +82,7 @@ async def enqueue(conn: AsyncConnection, outbox: Table, subject: str, event: Mes
     if "event_id" in descriptor.fields_by_name:
         event_id = getattr(event, "event_id") or event_id  # noqa: B009
         setattr(event, "event_id", event_id)  # noqa: B010
-    if "occurred_at" in descriptor.fields_by_name and not event.HasField("occurred_at"):  # type: ignore[arg-type]
+    if "occurred_at" in descriptor.fields_by_name and not event.HasField("occurred_at"):
         getattr(event, "occurred_at").GetCurrentTime()  # noqa: B009
     await conn.execute(
         insert(outbox).values(
@@ -178,6 +178,7 @@ class EventConsumer(Generic[E]):
         message_type: type[E],
         handler: Handler[E],
         max_deliver: int = 10,
+        ack_wait_seconds: float = 30.0,
     ) -> None:
         self._engine = engine
         self._inbox = inbox
@@ -187,13 +188,14 @@ class EventConsumer(Generic[E]):
         self._type = message_type
         self._handler = handler
         self._max_deliver = max_deliver
+        self._ack_wait = ack_wait_seconds
 
     async def run(self) -> None:
         subscription = await self._js.pull_subscribe(
             self.subject,
             durable=self.durable,
             stream=STREAM,
-            config=ConsumerConfig(max_deliver=self._max_deliver, ack_wait=30.0),
+            config=ConsumerConfig(max_deliver=self._max_deliver, ack_wait=self._ack_wait),
         )
         while True:
             try:
@@ -204,26 +206,32 @@ class EventConsumer(Generic[E]):
                 await self._handle(message)
 
     async def _handle(self, message: Any) -> None:
+        try:
+            await self.apply(message)
+            await message.ack()
+        except Exception:
+            attempt = message.metadata.num_delivered
+            log.exception(
+                "event handler failed",
+                extra={"consumer": self.durable, "subject": message.subject, "attempt": attempt},
+            )
+            await message.nak(delay=min(30.0, 0.5 * 2**attempt))
+
+    async def apply(self, message: Any) -> bool:
+        """Runs the handler unless this consumer already applied the event; True if it ran."""
         headers = message.headers or {}
         event_id = headers.get("Nats-Msg-Id") or f"seq:{message.metadata.sequence.stream}"
         context = propagate.extract(headers)
         with tracer.start_as_current_span(f"consume {self.subject}", context=context):
-            try:
-                event = self._type.FromString(message.data)
-                async with self._engine.begin() as conn:
-                    claimed = await conn.execute(
-                        pg_insert(self._inbox)
-                        .values(consumer=self.durable, event_id=event_id)
-                        .on_conflict_do_nothing()
-                        .returning(text("1"))
-                    )
-                    if claimed.first() is not None:
-                        await self._handler(conn, event)
-                await message.ack()
-            except Exception:
-                attempt = message.metadata.num_delivered
-                log.exception(
-                    "event handler failed",
-                    extra={"consumer": self.durable, "event_id": event_id, "attempt": attempt},
+            event = self._type.FromString(message.data)
+            async with self._engine.begin() as conn:
+                claimed = await conn.execute(
+                    pg_insert(self._inbox)
+                    .values(consumer=self.durable, event_id=event_id)
+                    .on_conflict_do_nothing()
+                    .returning(text("1"))
                 )
-                await message.nak(delay=min(30.0, 0.5 * 2**attempt))
+                if claimed.first() is None:
+                    return False
+                await self._handler(conn, event)
+                return True

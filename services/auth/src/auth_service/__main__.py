@@ -33,7 +33,7 @@ def create_admin(args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
-def configure(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def configure(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("create-admin", help="create or promote an admin account")
     parser.add_argument("--email", required=True)
     parser.add_argument("--name", default="Admin")

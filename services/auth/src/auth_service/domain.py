@@ -199,7 +199,7 @@ class Accounts:
                 )
             ).first()
             reused = known is not None and known.spent_at is not None
-            if reused:
+            if known is not None and reused:
                 await self._revoke_family(conn, known.family_id)
         # Raised after the commit above, so the revocation sticks.
         if reused:
@@ -467,10 +467,10 @@ class Accounts:
                 .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=func.now())
             )
-        if revoked.rowcount == 0:  # type: ignore[attr-defined]
+        if revoked.rowcount == 0:
             raise NotFound("API key not found")
 
-    async def find_api_key(self, key: str) -> Row[Any] | None:
+    async def find_api_key(self, key: str) -> Row[Any, Any] | None:
         async with self._engine.connect() as conn:
             return (
                 await conn.execute(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from ecom_runtime.auth import ROLE_ADMIN, ROLE_CUSTOMER, require_admin, require_user
@@ -17,7 +17,7 @@ from auth_service.keys import TokenSigner
 _ROLE_TO_PROTO = {ROLE_CUSTOMER: auth_pb2.ROLE_CUSTOMER, ROLE_ADMIN: auth_pb2.ROLE_ADMIN}
 _ROLE_FROM_PROTO = {v: k for k, v in _ROLE_TO_PROTO.items()}
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 def user_message(row: Row[Any]) -> auth_pb2.User:

@@ -21,7 +21,7 @@ SCHEMA = "auth"
 metadata = service_metadata(SCHEMA)
 
 
-def _timestamp(name: str, *, nullable: bool = False, now: bool = False) -> Column:  # type: ignore[type-arg]
+def _timestamp(name: str, *, nullable: bool = False, now: bool = False) -> Column:
     """A timezone-aware timestamp; `now` makes the database fill it in."""
     return Column(
         name, DateTime(timezone=True), nullable=nullable, server_default=func.now() if now else None

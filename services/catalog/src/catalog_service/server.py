@@ -1,4 +1,4 @@
-"""Wiring for the catalog service. Not built yet: every RPC answers UNIMPLEMENTED, health is SERVING."""
+"""The catalog service, not built yet: every RPC answers UNIMPLEMENTED, health is SERVING."""
 
 from __future__ import annotations
 

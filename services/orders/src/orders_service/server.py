@@ -1,4 +1,4 @@
-"""Wiring for the orders service. Not built yet: every RPC answers UNIMPLEMENTED, health is SERVING."""
+"""The orders service, not built yet: every RPC answers UNIMPLEMENTED, health is SERVING."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wiring for the payments service. Not built yet: every RPC answers UNIMPLEMENTED, health is SERVING."""
+"""The payments service, not built yet: every RPC answers UNIMPLEMENTED, health is SERVING."""
 
 from __future__ import annotations
 

@@ -1,0 +1,47 @@
+"""Fixtures shared by every test folder. The `stack` fixture (ecom_stack.pytest_plugin) starts
+PostgreSQL, Redis, NATS, the Stripe/S3/SMTP stand-ins, every service and Envoy, once per run,
+on free ports; tests that do not ask for it need no server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+from ecom_stack.stack import LocalStack
+
+pytest_plugins = ["ecom_stack.pytest_plugin"]
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "admin-password-1"
+
+
+@pytest.fixture(scope="session")
+def stack_options() -> dict[str, Any]:
+    # The first admin comes from these variables, as documented for production.
+    return {"extra_env": {"AUTH_ADMIN_EMAIL": ADMIN_EMAIL, "AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD}}
+
+
+@pytest.fixture(scope="session")
+async def auth_channel(stack: LocalStack) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(stack.grpc_addrs["auth"]) as channel:
+        yield channel
+
+
+@pytest.fixture
+def sql(stack: LocalStack):
+    """Run one SQL query against the stack's database and return all rows."""
+
+    def run(query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(stack.postgres_dsn, autocommit=True) as conn:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+
+    return run
+
+
+def unique_email(tag: str = "user") -> str:
+    return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"

@@ -1,0 +1,351 @@
+"""Render the Envoy edge configuration (a v3 bootstrap) from the protos' descriptor set.
+
+The edge transcodes the public REST API (`google.api.http` annotations) to gRPC, routes by
+gRPC path to one cluster per service, answers `GET /healthz` from the clusters' active gRPC
+health checks, caps request bodies at 1 MiB and turns every reply Envoy makes by itself into
+the API's JSON error shape `{"code", "message", "details"}` (see shared API.md, Conventions).
+
+    python -m ecom_gateway.envoy --http-port 8080 --admin-port 9901 \
+        --service auth=127.0.0.1:50051 --service catalog=127.0.0.1:50052 > envoy.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import ipaddress
+import sys
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
+DESCRIPTOR_PATH = Path(__file__).with_name("api_descriptor.pb")
+MAX_BODY_BYTES = 1024 * 1024
+ROUTE_TIMEOUT = "15s"
+HEALTH_PATH = "/healthz"
+MAX_CONNECTIONS = 10_000  # overload manager cap; Envoy warns at startup without one
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PublicService:
+    name: str  # fully qualified, e.g. "ecommerce.auth.v1.AuthService"
+    cluster: str  # the package's second component, e.g. "auth"
+
+
+def public_services(descriptor: descriptor_pb2.FileDescriptorSet) -> list[PublicService]:
+    """Services of the `ecommerce.*` packages that have at least one HTTP-annotated RPC.
+
+    `*InternalService`s carry no annotations and are skipped twice over: they must never be
+    reachable from the edge, not even by a native gRPC client.
+    """
+    found = []
+    for file in descriptor.file:
+        parts = file.package.split(".")
+        if parts[0] != "ecommerce" or len(parts) < 2:
+            continue
+        for service in file.service:
+            routed = any(m.options.HasExtension(annotations_pb2.http) for m in service.method)
+            if routed and not service.name.endswith("InternalService"):
+                found.append(PublicService(f"{file.package}.{service.name}", parts[1]))
+    return found
+
+
+def load_descriptor(path: Path) -> descriptor_pb2.FileDescriptorSet:
+    return descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
+
+
+def render_config(
+    http_port: int,
+    admin_port: int,
+    services: dict[str, tuple[str, int]],
+    descriptor_path: Path | None = None,
+    *,
+    access_log: bool = False,
+) -> str:
+    """Return the Envoy bootstrap as YAML.
+
+    `services` maps a cluster name ("auth") to the host and port of its gRPC server. Public
+    services whose cluster is not in `services` are left out (with a warning): their REST
+    paths then answer 404 instead of Envoy refusing a route to a missing cluster.
+    """
+    descriptor = load_descriptor(descriptor_path or DESCRIPTOR_PATH)
+    public = public_services(descriptor)
+    unrouted = sorted(s.name for s in public if s.cluster not in services)
+    if unrouted:
+        warnings.warn(f"no cluster configured for {', '.join(unrouted)}", stacklevel=2)
+    routed = [s for s in public if s.cluster in services]
+    if not routed:
+        raise ValueError("the descriptor set has no public service for the given clusters")
+
+    hcm: Json = {
+        "@type": _type("filters.network.http_connection_manager.v3.HttpConnectionManager"),
+        "stat_prefix": "edge",
+        "codec_type": "AUTO",  # HTTP/1.1 for REST clients, h2c for native gRPC clients
+        "use_remote_address": True,  # we are the edge: strip client-sent x-envoy-* headers
+        "normalize_path": True,
+        "merge_slashes": True,
+        "route_config": _route_config(routed),
+        "http_filters": [
+            _health_check_filter(services),
+            {
+                # The transcoder streams bodies upstream (its own max_request_body_size only
+                # bounds what it holds back), so the whole-body cap is the buffer filter's.
+                "name": "envoy.filters.http.buffer",
+                "typed_config": {
+                    "@type": _type("filters.http.buffer.v3.Buffer"),
+                    "max_request_bytes": MAX_BODY_BYTES,
+                },
+            },
+            _transcoder_filter(descriptor, routed),
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": _type("filters.http.router.v3.Router")},
+            },
+        ],
+        "local_reply_config": _local_reply_config(),
+    }
+    if access_log:
+        hcm["access_log"] = [_stdout_access_log()]
+
+    bootstrap: Json = {
+        "admin": {"address": _socket_address("127.0.0.1", admin_port)},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "edge",
+                    "address": _socket_address("127.0.0.1", http_port),
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": hcm,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [_cluster(name, *address) for name, address in sorted(services.items())],
+        },
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": _type(
+                            "resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig"
+                        ),
+                        "max_active_downstream_connections": MAX_CONNECTIONS,
+                    },
+                }
+            ]
+        },
+    }
+    return yaml.safe_dump(bootstrap, sort_keys=False)
+
+
+def _type(message: str) -> str:
+    return f"type.googleapis.com/envoy.extensions.{message}"
+
+
+def _socket_address(host: str, port: int) -> Json:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _cluster(name: str, host: str, port: int) -> Json:
+    try:
+        ipaddress.ip_address(host)
+        discovery = "STATIC"
+    except ValueError:  # a DNS name, e.g. a Kubernetes service
+        discovery = "STRICT_DNS"
+    return {
+        "name": name,
+        "type": discovery,
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": _socket_address(host, port)}}]}
+            ],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": _type("upstreams.http.v3.HttpProtocolOptions"),
+                "explicit_http_config": {"http2_protocol_options": {}},  # gRPC needs HTTP/2
+            }
+        },
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": "1s",
+                # Without traffic Envoy would check only every 60 s; /healthz must be current.
+                "no_traffic_interval": "1s",
+                "unhealthy_threshold": 2,  # one lost probe is not an outage
+                "healthy_threshold": 1,
+                "grpc_health_check": {},  # service "" = the whole server (grpc.health.v1)
+            }
+        ],
+    }
+
+
+def _route_config(routed: Iterable[PublicService]) -> Json:
+    # After transcoding the path is /<package>.<Service>/<Method>. Matching whole service
+    # names (not the package prefix) keeps *InternalService unreachable; `grpc: {}` requires a
+    # gRPC content type, so plain JSON POSTed to a gRPC path is not forwarded as-is.
+    routes: list[Json] = [
+        {
+            "match": {"prefix": f"/{service.name}/", "grpc": {}},
+            "route": {"cluster": service.cluster, "timeout": ROUTE_TIMEOUT},
+        }
+        for service in routed
+    ]
+    # Anything else: 404, given its JSON body by the local reply mapper.
+    routes.append({"match": {"prefix": "/"}, "direct_response": {"status": 404}})
+    return {
+        "name": "edge",
+        "virtual_hosts": [{"name": "edge", "domains": ["*"], "routes": routes}],
+    }
+
+
+def _health_check_filter(services: Iterable[str]) -> Json:
+    return {
+        "name": "envoy.filters.http.health_check",
+        "typed_config": {
+            "@type": _type("filters.http.health_check.v3.HealthCheck"),
+            "pass_through_mode": False,
+            "headers": [{"name": ":path", "string_match": {"exact": HEALTH_PATH}}],
+            # 200 only when every host of every service cluster passes its gRPC health check.
+            "cluster_min_healthy_percentages": {name: {"value": 100.0} for name in services},
+        },
+    }
+
+
+def _transcoder_filter(
+    descriptor: descriptor_pb2.FileDescriptorSet, routed: Iterable[PublicService]
+) -> Json:
+    # Inline bytes rather than a file path: the YAML is then self-contained (no path that must
+    # resolve the same way wherever Envoy runs) and can never pair with a stale descriptor.
+    # Comments (source info) are dropped: Envoy does not need them and they double the size.
+    slim = descriptor_pb2.FileDescriptorSet()
+    slim.CopyFrom(descriptor)
+    for file in slim.file:
+        file.ClearField("source_code_info")
+    return {
+        "name": "envoy.filters.http.grpc_json_transcoder",
+        "typed_config": {
+            "@type": _type("filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"),
+            "proto_descriptor_bin": base64.b64encode(slim.SerializeToString()).decode(),
+            "services": sorted(service.name for service in routed),
+            "convert_grpc_status": True,  # gRPC errors -> HTTP status + {code, message, details}
+            "ignore_unknown_query_parameters": True,  # `?utm_source=x` must not be a 404
+            "auto_mapping": False,  # only annotated RPCs are public
+            "case_insensitive_enum_parsing": True,  # accept "order_status_paid" too
+            "query_param_unescape_plus": True,  # `?q=red+shoes` as browsers send forms
+            "print_options": {
+                "preserve_proto_field_names": True,
+                "always_print_primitive_fields": True,
+                "always_print_enums_as_ints": False,
+            },
+        },
+    }
+
+
+# Replies Envoy makes itself, by HTTP status: (gRPC code, message) for the API's error body.
+# Envoy's own texts are kept only where they help the client and reveal nothing internal.
+LOCAL_REPLIES: dict[int, tuple[int, str]] = {
+    400: (3, "%LOCAL_REPLY_BODY%"),  # the transcoder's text, e.g. "Unexpected token. ..."
+    401: (16, "%LOCAL_REPLY_BODY%"),  # for jwt_authn, once it is added
+    403: (7, "%LOCAL_REPLY_BODY%"),
+    # Method and path as the client sent them; no query string, it may carry tokens.
+    404: (5, "no route for %REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)% %PATH(NQ:ORIG_OR_PATH)%"),
+    413: (3, "request body exceeds 1 MiB"),
+    429: (8, "too many requests"),  # for rate limits, once they are added
+    # Envoy's texts here name upstream hosts and socket errors.
+    502: (14, "service unavailable"),
+    503: (14, "service unavailable"),
+    504: (4, "upstream request timeout"),
+}
+UNKNOWN = 2
+
+
+def _local_reply_config() -> Json:
+    """The API's JSON error body for local replies; responses from services pass untouched."""
+
+    def mapper(op: str, status: int, code: int, message: str) -> Json:
+        # A runtime key is mandatory here; nothing sets it, so the default always applies.
+        comparison = {"op": op, "value": {"default_value": status, "runtime_key": "edge.reply"}}
+        return {
+            "filter": {"status_code_filter": {"comparison": comparison}},
+            "body_format_override": {
+                "json_format": {"code": code, "message": message, "details": []}
+            },
+        }
+
+    mappers = [mapper("EQ", status, *reply) for status, reply in LOCAL_REPLIES.items()]
+    mappers.append(mapper("GE", 400, UNKNOWN, "%LOCAL_REPLY_BODY%"))  # any other error
+    return {"mappers": mappers}
+
+
+def _stdout_access_log() -> Json:
+    return {
+        "name": "envoy.access_loggers.stdout",
+        "typed_config": {
+            "@type": _type("access_loggers.stream.v3.StdoutAccessLog"),
+            "log_format": {
+                "json_format": {
+                    "time": "%START_TIME%",
+                    # As the client sent them (the transcoder rewrites both); no query string.
+                    "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
+                    "path": "%PATH(NQ:ORIG_OR_PATH)%",
+                    "status": "%RESPONSE_CODE%",
+                    "duration_ms": "%DURATION%",
+                    "upstream_cluster": "%UPSTREAM_CLUSTER%",
+                    "traceparent": "%REQ(TRACEPARENT)%",
+                },
+                "omit_empty_values": True,  # no "traceparent": null when absent
+            },
+        },
+    }
+
+
+def _parse_service(text: str) -> tuple[str, tuple[str, int]]:
+    name, sep, address = text.partition("=")
+    host, colon, port = address.rpartition(":")
+    if not (sep and colon and name and host and port.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT, got {text!r}")
+    return name, (host, int(port))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Print the Envoy edge config (YAML) to stdout.")
+    parser.add_argument("--http-port", type=int, required=True)
+    parser.add_argument("--admin-port", type=int, required=True)
+    parser.add_argument(
+        "--service", type=_parse_service, action="append", required=True, metavar="NAME=HOST:PORT"
+    )
+    parser.add_argument("--descriptor", type=Path, help="descriptor set (default: the bundled one)")
+    parser.add_argument("--access-log", action="store_true", help="JSON access log to stdout")
+    args = parser.parse_args(argv)
+    sys.stdout.write(
+        render_config(
+            args.http_port,
+            args.admin_port,
+            dict(args.service),
+            args.descriptor,
+            access_log=args.access_log,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Outbox relay and inbox consumer against the stack's real PostgreSQL and NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from ecom_runtime.db import create_engine, service_metadata
+from ecom_runtime.events import (
+    EventConsumer,
+    OutboxRelay,
+    add_event_tables,
+    connect_jetstream,
+    enqueue,
+)
+from ecommerce.events.v1 import events_pb2
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from sqlalchemy import Column, Integer, Table, Text, insert, select, text
+
+SCHEMA = f"events_test_{uuid.uuid4().hex[:8]}"
+metadata = service_metadata(SCHEMA)
+outbox, inbox = add_event_tables(metadata)
+effects = Table("effects", metadata, Column("id", Integer, primary_key=True), Column("note", Text))
+
+
+@pytest.fixture(scope="module")
+async def engine(stack):
+    engine = create_engine(stack.database_url, pool_size=2)
+    async with engine.begin() as conn:
+        await conn.execute(text(f'CREATE SCHEMA "{SCHEMA}"'))
+        await conn.run_sync(metadata.create_all)
+    yield engine
+    async with engine.begin() as conn:
+        await conn.execute(text(f'DROP SCHEMA "{SCHEMA}" CASCADE'))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def jetstream(stack):
+    nc, js = await connect_jetstream(stack.nats_url)
+    yield js
+    await nc.close()
+
+
+def subject() -> str:
+    return f"ecom.test.{uuid.uuid4().hex[:8]}"
+
+
+async def test_event_is_published_only_if_the_transaction_commits(engine, jetstream) -> None:
+    topic = subject()
+    sub = await jetstream.subscribe(topic, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+    async with engine.begin() as conn:
+        kept_id = await enqueue(
+            conn, outbox, topic, events_pb2.UserRegistered(user_id="u1", email="a@b.c")
+        )
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as conn:
+            await enqueue(conn, outbox, topic, events_pb2.UserRegistered(user_id="rolled-back"))
+            raise RuntimeError("the state change failed")
+
+    relay = OutboxRelay(engine, outbox)
+    assert await relay.publish_batch(jetstream) == 1
+    message = await sub.next_msg(timeout=5)
+    assert message.headers["Nats-Msg-Id"] == kept_id
+    event = events_pb2.UserRegistered.FromString(message.data)
+    assert (event.event_id, event.user_id) == (kept_id, "u1")
+    assert event.occurred_at.seconds > 0
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(outbox))).all() == []  # relayed rows are removed
+
+
+async def test_republishing_an_event_id_is_dropped_by_jetstream(engine, jetstream) -> None:
+    topic = subject()
+    event_id = str(uuid.uuid4())
+    for _ in range(2):  # e.g. the relay crashed after publishing, before deleting the row
+        async with engine.begin() as conn:
+            await enqueue(conn, outbox, topic, events_pb2.UserRegistered(event_id=event_id))
+        await OutboxRelay(engine, outbox).publish_batch(jetstream)
+    info = await jetstream.stream_info("ECOM", subjects_filter=topic)
+    assert info.state.subjects == {topic: 1}
+
+
+async def test_a_redelivered_event_is_applied_once(engine, jetstream) -> None:
+    topic = subject()
+
+    async def handler(conn, event: events_pb2.UserRegistered) -> None:
+        await conn.execute(insert(effects).values(note=event.user_id))
+
+    durable = f"test-{uuid.uuid4().hex[:8]}"
+    consumer = EventConsumer(
+        engine=engine,
+        inbox=inbox,
+        js=jetstream,
+        durable=durable,
+        subject=topic,
+        message_type=events_pb2.UserRegistered,
+        handler=handler,
+    )
+    payload = events_pb2.UserRegistered(user_id=durable).SerializeToString()
+    await jetstream.publish(topic, payload, headers={"Nats-Msg-Id": str(uuid.uuid4())})
+    sub = await jetstream.pull_subscribe(
+        topic, durable=durable, config=ConsumerConfig(ack_wait=1.0)
+    )
+    [first] = await sub.fetch(1, timeout=5)
+    assert await consumer.apply(first)  # applied... and then the process dies before acking
+    # JetStream redelivers the same message once the ack wait has passed.
+    [again] = await sub.fetch(1, timeout=10)
+    assert again.metadata.sequence.stream == first.metadata.sequence.stream
+    assert again.metadata.num_delivered == 2
+    assert not await consumer.apply(again)
+    await again.ack()
+    async with engine.connect() as conn:
+        notes = (await conn.execute(select(effects.c.note).where(effects.c.note == durable))).all()
+    assert len(notes) == 1
+
+
+async def test_consumer_loop_acks_and_survives_a_failing_handler(engine, jetstream) -> None:
+    topic = subject()
+    seen: list[str] = []
+
+    async def flaky(conn, event: events_pb2.UserRegistered) -> None:
+        seen.append(event.user_id)
+        if len(seen) == 1:
+            raise RuntimeError("SMTP down")  # rolled back, nak'd, redelivered
+        await conn.execute(insert(effects).values(note=f"loop-{event.user_id}"))
+
+    consumer = EventConsumer(
+        engine=engine,
+        inbox=inbox,
+        js=jetstream,
+        durable=f"loop-{uuid.uuid4().hex[:8]}",
+        subject=topic,
+        message_type=events_pb2.UserRegistered,
+        handler=flaky,
+    )
+    await jetstream.publish(
+        topic,
+        events_pb2.UserRegistered(user_id="retry").SerializeToString(),
+        headers={"Nats-Msg-Id": str(uuid.uuid4())},
+    )
+    task = asyncio.create_task(consumer.run())
+    query = select(effects).where(effects.c.note == "loop-retry")
+    try:
+        async with asyncio.timeout(15):
+            while True:  # until the retried delivery has committed its effect
+                async with engine.connect() as conn:
+                    rows = (await conn.execute(query)).all()
+                if rows:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(rows) == 1 and seen == ["retry", "retry"]
