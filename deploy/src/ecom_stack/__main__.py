@@ -44,7 +44,7 @@ def wipe(state_dir: Path, keep: str) -> None:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops the stack the same way Ctrl-C does
+    raise KeyboardInterrupt  # SIGINT and SIGTERM both stop the stack as Ctrl-C does
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh:
         wipe(state_dir, keep="stack.lock")
 
+    # Installed explicitly: a shell starting us in the background leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     code = 0
     try:

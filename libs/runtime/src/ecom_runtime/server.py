@@ -116,3 +116,17 @@ def unimplemented_registrations(grpc_module: Any, pb2_module: Any) -> list[Regis
         add = getattr(grpc_module, f"add_{service.name}Servicer_to_server")
         registrations.append(Registration(add, base(), service.full_name))
     return registrations
+
+
+def placeholder_app(name: str, settings: ServiceSettings, pb2_module: Any, grpc_module: Any) -> App:
+    """A service whose RPCs are not written yet: real health, auth wiring and UNIMPLEMENTED."""
+    from ecom_runtime.auth import remote_authenticator
+
+    return App(
+        name=name,
+        settings=settings,
+        authenticator=remote_authenticator(
+            settings.auth_grpc_addr, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        ),
+        services=unimplemented_registrations(grpc_module, pb2_module),
+    )

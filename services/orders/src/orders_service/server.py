@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ecom_runtime.auth import remote_authenticator
 from ecom_runtime.config import ServiceSettings
-from ecom_runtime.server import App, unimplemented_registrations
+from ecom_runtime.server import App, placeholder_app
 from ecommerce.orders.v1 import orders_pb2, orders_pb2_grpc
 
 
@@ -12,13 +11,5 @@ class Settings(ServiceSettings):
     grpc_port: int = 50054
 
 
-def build_app(settings: Settings | None = None) -> App:
-    settings = settings or Settings()
-    return App(
-        name="orders",
-        settings=settings,
-        authenticator=remote_authenticator(
-            settings.auth_grpc_addr, issuer=settings.jwt_issuer, audience=settings.jwt_audience
-        ),
-        services=unimplemented_registrations(orders_pb2_grpc, orders_pb2),
-    )
+def build_app() -> App:
+    return placeholder_app("orders", Settings(), orders_pb2, orders_pb2_grpc)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ecom_runtime.auth import remote_authenticator
 from ecom_runtime.config import ServiceSettings
-from ecom_runtime.server import App, unimplemented_registrations
+from ecom_runtime.server import App, placeholder_app
 from ecommerce.payments.v1 import payments_pb2, payments_pb2_grpc
 
 
@@ -12,13 +11,5 @@ class Settings(ServiceSettings):
     grpc_port: int = 50055
 
 
-def build_app(settings: Settings | None = None) -> App:
-    settings = settings or Settings()
-    return App(
-        name="payments",
-        settings=settings,
-        authenticator=remote_authenticator(
-            settings.auth_grpc_addr, issuer=settings.jwt_issuer, audience=settings.jwt_audience
-        ),
-        services=unimplemented_registrations(payments_pb2_grpc, payments_pb2),
-    )
+def build_app() -> App:
+    return placeholder_app("payments", Settings(), payments_pb2, payments_pb2_grpc)
