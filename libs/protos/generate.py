@@ -43,8 +43,8 @@ def main() -> None:
             f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
             f"--python_out={OUT}",
             f"--grpc_python_out={OUT}",
-            f"--mypy_out={OUT}",
-            f"--mypy_grpc_out={OUT}",
+            f"--mypy_out=quiet:{OUT}",
+            f"--mypy_grpc_out=quiet:{OUT}",
             *sources,
         ]
     )

@@ -6,7 +6,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ecom_runtime.auth import Authenticator, Principal
-from ecom_runtime.errors import Unauthenticated
+from ecom_runtime.errors import Unauthenticated, Unavailable
 from jwt.algorithms import OKPAlgorithm
 
 ISSUER, AUDIENCE = "ecommerce-auth", "ecommerce"
@@ -97,3 +97,30 @@ async def test_api_key_header_wins_and_is_checked(authenticator: Authenticator) 
     assert (await authenticator.authenticate({"x-api-key": "good"})).is_admin
     with pytest.raises(Unauthenticated, match="API key"):
         await authenticator.authenticate({"x-api-key": "bad"})
+
+
+async def test_auth_service_down_is_unavailable_not_unauthenticated(keys: Keys) -> None:
+    async def down() -> list[dict]:
+        raise ConnectionError("auth is down")
+
+    authenticator = Authenticator(down, _no_api_keys, issuer=ISSUER, audience=AUDIENCE)
+    with pytest.raises(Unavailable):
+        await authenticator.authenticate({"authorization": f"Bearer {keys.token()}"})
+
+
+async def test_known_keys_keep_working_while_jwks_refetch_fails(keys: Keys) -> None:
+    calls = 0
+
+    async def flaky() -> list[dict]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise ConnectionError("auth is down")
+        return [_jwk(keys.key, "k1")]
+
+    authenticator = Authenticator(
+        flaky, _no_api_keys, issuer=ISSUER, audience=AUDIENCE, jwks_ttl_seconds=0
+    )
+    for _ in range(3):  # every call finds the cache stale, but only one refetch is tried
+        await authenticator.authenticate({"authorization": f"Bearer {keys.token()}"})
+    assert calls == 2

@@ -13,7 +13,7 @@ from typing import Any
 
 import jwt
 
-from ecom_runtime.errors import PermissionDenied, Unauthenticated
+from ecom_runtime.errors import PermissionDenied, Unauthenticated, Unavailable
 
 ROLE_ADMIN = "admin"
 ROLE_CUSTOMER = "customer"
@@ -69,7 +69,9 @@ class Authenticator:
                         self._fetched_at = time.monotonic()
                     except Exception:
                         if not self._keys:
-                            raise Unauthenticated("cannot verify tokens right now") from None
+                            raise Unavailable("cannot verify tokens right now") from None
+                        # Keep the known keys; try again in 10 s, not on every request.
+                        self._fetched_at = time.monotonic() - self._ttl + 10
         key = self._keys.get(kid)
         if key is None:
             raise Unauthenticated("access token signed by an unknown key")
@@ -174,7 +176,7 @@ def remote_authenticator(auth_grpc_addr: str, *, issuer: str, audience: str) -> 
             principal: Principal | None = api_key_principal(found.api_key_id)
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.UNAUTHENTICATED:
-                raise Unauthenticated("cannot verify API keys right now") from None
+                raise Unavailable("cannot verify API keys right now") from None
             principal = None
         if len(api_key_cache) > 10_000:
             api_key_cache.clear()

@@ -81,6 +81,12 @@ class ResourceExhausted(DomainError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class Unavailable(DomainError):
+    """A dependency is down; the client may retry (HTTP 503)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 def status_trailers(status: status_pb2.Status) -> tuple[tuple[str, bytes], ...]:
     """The trailer that carries rich details (what grpcio-status's to_status builds)."""
     return (("grpc-status-details-bin", status.SerializeToString()),)
