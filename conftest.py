@@ -45,3 +45,27 @@ def sql(stack: LocalStack):
 
 def unique_email(tag: str = "user") -> str:
     return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+def tag() -> str:
+    """A short unique suffix for names, SKUs and slugs, so tests never collide."""
+    return uuid.uuid4().hex[:8]
+
+
+async def rpc_error(call) -> grpc.aio.AioRpcError:
+    """Awaits a gRPC call that must fail, and returns its error."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """field -> description of the google.rpc.BadRequest detail of an error."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    status = status_pb2.Status.FromString(
+        dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
+    )
+    bad = error_details_pb2.BadRequest()
+    status.details[0].Unpack(bad)
+    return {v.field: v.description for v in bad.field_violations}

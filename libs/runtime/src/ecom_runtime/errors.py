@@ -62,7 +62,32 @@ class AlreadyExists(InvalidArgument):
 
 
 class FailedPrecondition(DomainError):
+    """The request is valid but the system's state refuses it (HTTP 400).
+
+    `violations` are (type, subject, description) triples sent as google.rpc.PreconditionFailure,
+    e.g. ("OUT_OF_STOCK", product_id, "only 3 available").
+    """
+
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+    def __init__(self, message: str, violations: Iterable[tuple[str, str, str]] = ()) -> None:
+        super().__init__(message)
+        self.violations = list(violations)
+
+    def details(self) -> list[any_pb2.Any]:
+        if not self.violations:
+            return []
+        failure = error_details_pb2.PreconditionFailure(
+            violations=[
+                error_details_pb2.PreconditionFailure.Violation(
+                    type=kind, subject=subject, description=description
+                )
+                for kind, subject, description in self.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(failure)
+        return [packed]
 
 
 class Aborted(DomainError):

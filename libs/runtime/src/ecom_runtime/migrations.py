@@ -18,7 +18,9 @@ def _migrate(connection: Connection, metadata: MetaData, schema: str) -> None:
         connection=connection,
         target_metadata=metadata,
         version_table_schema=schema,
-        include_schemas=False,
+        # Autogenerate compares this service's schema and nothing else.
+        include_schemas=True,
+        include_name=lambda name, kind, _parents: kind != "schema" or name == schema,
     )
     with context.begin_transaction():
         # Several processes may start at once; only one migrates at a time.

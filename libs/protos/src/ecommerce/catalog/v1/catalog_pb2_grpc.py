@@ -402,6 +402,11 @@ class CategoryServiceStub:
                 request_serializer=ecommerce_dot_catalog_dot_v1_dot_catalog__pb2.CreateCategoryRequest.SerializeToString,
                 response_deserializer=ecommerce_dot_catalog_dot_v1_dot_catalog__pb2.Category.FromString,
                 _registered_method=True)
+        self.UpdateCategory = channel.unary_unary(
+                '/ecommerce.catalog.v1.CategoryService/UpdateCategory',
+                request_serializer=ecommerce_dot_catalog_dot_v1_dot_catalog__pb2.UpdateCategoryRequest.SerializeToString,
+                response_deserializer=ecommerce_dot_catalog_dot_v1_dot_catalog__pb2.Category.FromString,
+                _registered_method=True)
 
 
 class CategoryServiceServicer:
@@ -429,6 +434,15 @@ class CategoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateCategory(self, request, context):
+        """(admin) Renames or moves a category (with its whole subtree). Moving a category under
+        itself or one of its descendants is INVALID_ARGUMENT: the tree never has a cycle.
+        Not in API.md's list; added per AIP-134 so the tree can be maintained.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CategoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -445,6 +459,11 @@ def add_CategoryServiceServicer_to_server(servicer, server):
             'CreateCategory': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateCategory,
                     request_deserializer=ecommerce_dot_catalog_dot_v1_dot_catalog__pb2.CreateCategoryRequest.FromString,
+                    response_serializer=ecommerce_dot_catalog_dot_v1_dot_catalog__pb2.Category.SerializeToString,
+            ),
+            'UpdateCategory': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCategory,
+                    request_deserializer=ecommerce_dot_catalog_dot_v1_dot_catalog__pb2.UpdateCategoryRequest.FromString,
                     response_serializer=ecommerce_dot_catalog_dot_v1_dot_catalog__pb2.Category.SerializeToString,
             ),
     }
@@ -529,6 +548,33 @@ class CategoryService:
             target,
             '/ecommerce.catalog.v1.CategoryService/CreateCategory',
             ecommerce_dot_catalog_dot_v1_dot_catalog__pb2.CreateCategoryRequest.SerializeToString,
+            ecommerce_dot_catalog_dot_v1_dot_catalog__pb2.Category.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCategory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecommerce.catalog.v1.CategoryService/UpdateCategory',
+            ecommerce_dot_catalog_dot_v1_dot_catalog__pb2.UpdateCategoryRequest.SerializeToString,
             ecommerce_dot_catalog_dot_v1_dot_catalog__pb2.Category.FromString,
             options,
             channel_credentials,

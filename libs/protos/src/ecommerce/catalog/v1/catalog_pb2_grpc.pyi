@@ -172,6 +172,11 @@ class CategoryServiceStub:
     """Active products of the category and of all its descendants. Unknown category: NOT_FOUND."""
     CreateCategory: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.CreateCategoryRequest, _catalog_pb2.Category]
     """(admin) Creates a category."""
+    UpdateCategory: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.UpdateCategoryRequest, _catalog_pb2.Category]
+    """(admin) Renames or moves a category (with its whole subtree). Moving a category under
+    itself or one of its descendants is INVALID_ARGUMENT: the tree never has a cycle.
+    Not in API.md's list; added per AIP-134 so the tree can be maintained.
+    """
 
 @_typing.type_check_only
 class CategoryServiceAsyncStub(CategoryServiceStub):
@@ -184,6 +189,11 @@ class CategoryServiceAsyncStub(CategoryServiceStub):
     """Active products of the category and of all its descendants. Unknown category: NOT_FOUND."""
     CreateCategory: _aio.UnaryUnaryMultiCallable[_catalog_pb2.CreateCategoryRequest, _catalog_pb2.Category]  # type: ignore[assignment]
     """(admin) Creates a category."""
+    UpdateCategory: _aio.UnaryUnaryMultiCallable[_catalog_pb2.UpdateCategoryRequest, _catalog_pb2.Category]  # type: ignore[assignment]
+    """(admin) Renames or moves a category (with its whole subtree). Moving a category under
+    itself or one of its descendants is INVALID_ARGUMENT: the tree never has a cycle.
+    Not in API.md's list; added per AIP-134 so the tree can be maintained.
+    """
 
 class CategoryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Public category tree."""
@@ -211,6 +221,17 @@ class CategoryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.Category, _abc.Awaitable[_catalog_pb2.Category]]:
         """(admin) Creates a category."""
+
+    @_abc_1.abstractmethod
+    def UpdateCategory(
+        self,
+        request: _catalog_pb2.UpdateCategoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_catalog_pb2.Category, _abc.Awaitable[_catalog_pb2.Category]]:
+        """(admin) Renames or moves a category (with its whole subtree). Moving a category under
+        itself or one of its descendants is INVALID_ARGUMENT: the tree never has a cycle.
+        Not in API.md's list; added per AIP-134 so the tree can be maintained.
+        """
 
 def add_CategoryServiceServicer_to_server(servicer: CategoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
