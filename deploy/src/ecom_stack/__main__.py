@@ -10,6 +10,7 @@ import argparse
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,25 @@ def wipe(state_dir: Path, keep: str) -> None:
             shutil.rmtree(entry)
         else:
             entry.unlink()
+
+
+def seed_sample_data(stack: LocalStack) -> None:
+    """First start only: the sample catalog and demo accounts (`catalog_service seed`). A
+    failure is reported, not fatal: the stack still works and the command can be rerun."""
+    argv = [sys.executable, "-m", "catalog_service", "seed", "--products", "1000"]
+    argv += ["--accounts"] if "auth" in stack.services else []
+    log = stack.log_dir / "seed.log"
+    print("first start: loading sample data ...", flush=True)
+    try:
+        with open(log, "wb") as err:
+            env = {**os.environ, **stack.service_env()}
+            out = subprocess.run(  # noqa: S603 (our own argv)
+                argv, env=env, stdout=subprocess.PIPE, stderr=err, timeout=300, check=True
+            ).stdout
+        print(f"  {out.decode().strip()}", flush=True)
+    except subprocess.SubprocessError:
+        retry = "uv run python " + " ".join(argv[1:])
+        print(f"sample data not loaded (see {log}); retry: {retry}", file=sys.stderr, flush=True)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -82,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.fresh:
         wipe(state_dir, keep="stack.lock")
+    # First start (no PostgreSQL data yet): load sample data once everything is up.
+    if "catalog" in stack.services and not (state_dir / "postgres/data/PG_VERSION").exists():
+        stack.post_start_hooks.append(seed_sample_data)
 
     # Installed explicitly: a shell starting us in the background leaves SIGINT ignored.
     signal.signal(signal.SIGINT, _interrupt)

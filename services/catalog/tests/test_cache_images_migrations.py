@@ -235,3 +235,24 @@ def test_models_and_migrations_agree(stack) -> None:
                 os.environ.pop("DATABASE_URL", None)
             else:
                 os.environ["DATABASE_URL"] = previous
+
+
+async def test_warm_cache_command_fills_redis(stack, make_product) -> None:
+    import redis
+
+    await make_product()
+    client = redis.Redis.from_url(stack.redis_url)
+    client.incr("catalog:cache:version")  # a fresh generation: nothing cached in it yet
+    version = int(client.get("catalog:cache:version"))
+    result = subprocess.run(  # noqa: ASYNC221 (the command under test, run to completion)
+        [sys.executable, "-m", "catalog_service", "warm-cache", "--products", "5"],
+        env={**os.environ, **stack.service_env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cached" in result.stdout
+    cached = client.keys(f"catalog:cache:{version}:*")
+    kinds = {key.decode().split(":")[3] for key in cached}
+    assert {"categories", "list", "product"} <= kinds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pycountry
 from ecom_runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from ecom_runtime.events import enqueue
-from ecom_runtime.validation import Violations, parse_uuid
+from ecom_runtime.validation import Violations
 from ecommerce.events.v1 import events_pb2
 from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -208,27 +208,41 @@ class Products:
         """
         rows = await conn.execute(select(products).where(products.c.id.in_(product_ids)))
         for row in rows:
-            event = events_pb2.ProductChanged(
-                product_id=str(row.id),
-                kind=kind,
-                version=row.version,
-                sku=row.sku,
+            await enqueue(
+                conn, outbox, SUBJECT_PRODUCT_CHANGED, await product_changed(conn, row, kind)
             )
-            if kind != Kind.PRODUCT_CHANGE_KIND_DELETED:
-                ancestors = await ancestor_ids(conn, row.category_id)
-                event.name = row.name
-                event.description = row.description
-                event.price_cents = row.price_cents
-                event.currency = row.currency
-                event.category_id = str(row.category_id or "")
-                event.category_ancestor_ids.extend(str(a) for a in reversed(ancestors))
-                event.stock = row.on_hand - row.reserved
-                event.image_urls.extend(row.image_urls)
-                event.active = row.active
-                event.created_at.FromDatetime(row.created_at)
-                event.updated_at.FromDatetime(row.updated_at)
-            await enqueue(conn, outbox, SUBJECT_PRODUCT_CHANGED, event)
 
 
-def product_id_arg(value: str) -> uuid.UUID:
-    return parse_uuid("id", value)
+async def product_changed(
+    conn: AsyncConnection, row: Row[Any], kind: events_pb2.ProductChangeKind.ValueType
+) -> events_pb2.ProductChanged:
+    """The event (a full snapshot unless deleted) for a product row; also used to reindex."""
+    event = events_pb2.ProductChanged(
+        product_id=str(row.id), kind=kind, version=row.version, sku=row.sku
+    )
+    if kind == Kind.PRODUCT_CHANGE_KIND_DELETED:
+        return event
+    ancestors = await ancestor_ids(conn, row.category_id)
+    event.name = row.name
+    event.description = row.description
+    event.price_cents = row.price_cents
+    event.currency = row.currency
+    event.category_id = str(row.category_id or "")
+    event.category_ancestor_ids.extend(str(a) for a in reversed(ancestors))
+    event.stock = row.on_hand - row.reserved
+    event.image_urls.extend(row.image_urls)
+    event.active = row.active
+    event.created_at.FromDatetime(row.created_at)
+    event.updated_at.FromDatetime(row.updated_at)
+    return event
+
+
+async def live_snapshots(engine: AsyncEngine) -> AsyncIterator[events_pb2.ProductChanged]:
+    """Every live product as a ProductChanged, streamed (for a full search reindex)."""
+    async with engine.connect() as conn:
+        rows = await conn.stream(
+            select(products).where(products.c.deleted_at.is_(None)).order_by(products.c.id)
+        )
+        async with engine.connect() as lookup:
+            async for row in rows:
+                yield await product_changed(lookup, row, Kind.PRODUCT_CHANGE_KIND_UPDATED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ecom_runtime.auth import remote_authenticator
@@ -13,6 +14,7 @@ from ecom_runtime.events import EventConsumer, OutboxRelay, connect_jetstream
 from ecom_runtime.server import App, Registration
 from ecommerce.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from ecommerce.events.v1 import events_pb2
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog_service.cache import CatalogCache
 from catalog_service.categories import Categories
@@ -48,34 +50,53 @@ def elasticsearch_backend(settings: CatalogSettings) -> ElasticsearchSearch:
     )
 
 
-def build_app(settings: CatalogSettings | None = None) -> App:
-    settings = settings or CatalogSettings()
+@dataclass
+class Parts:
+    """Everything a catalog process holds, built once (serve, warm-cache)."""
+
+    settings: CatalogSettings
+    engine: AsyncEngine
+    relay: OutboxRelay
+    cache: CatalogCache
+    inventory: Inventory
+    images: Images
+    catalog: Catalog
+
+
+def build_parts(settings: CatalogSettings) -> Parts:
     engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
     relay = OutboxRelay(engine, outbox, settings.outbox_poll_seconds)
     cache = CatalogCache(settings.redis_url, settings.catalog_cache_ttl_seconds)
     product_store = Products(engine, events_committed=relay.wake)
 
-    async def stock_committed(product_ids: Sequence[uuid.UUID]) -> None:
+    async def committed(product_ids: Sequence[uuid.UUID] = ()) -> None:
         relay.wake()
         await cache.invalidate()
 
-    async def images_committed() -> None:
-        relay.wake()
-        await cache.invalidate()
-
-    inventory = Inventory(
-        engine, on_stock_changed=product_store.announce, after_commit=stock_committed
-    )
-    images = Images(
-        engine, settings, announce=product_store.announce, after_commit=images_committed
-    )
+    inventory = Inventory(engine, on_stock_changed=product_store.announce, after_commit=committed)
+    images = Images(engine, settings, announce=product_store.announce, after_commit=committed)
     search: SearchBackend = PostgresSearch(engine)
-    use_elasticsearch = settings.catalog_search_backend == "elasticsearch"
-    if use_elasticsearch:
+    if settings.catalog_search_backend == "elasticsearch":
         search = elasticsearch_backend(settings)
     elif settings.catalog_search_backend != "postgres":
         raise SystemExit("CATALOG_SEARCH_BACKEND must be 'postgres' or 'elasticsearch'")
     catalog = Catalog(engine, product_store, Categories(engine), images, search, cache)
+    return Parts(settings, engine, relay, cache, inventory, images, catalog)
+
+
+def build_app(settings: CatalogSettings | None = None) -> App:
+    settings = settings or CatalogSettings()
+    parts = build_parts(settings)
+    engine, relay, cache, inventory, images, catalog = (
+        parts.engine,
+        parts.relay,
+        parts.cache,
+        parts.inventory,
+        parts.images,
+        parts.catalog,
+    )
+    search = catalog.search
+    use_elasticsearch = settings.catalog_search_backend == "elasticsearch"
 
     async def events() -> None:
         nc, js = await connect_jetstream(settings.nats_url)

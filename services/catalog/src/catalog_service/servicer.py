@@ -215,7 +215,7 @@ class ProductServicer(catalog_pb2_grpc.ProductServiceServicer):
             return await self._c.cached("product", request, pb.Product, build)
         except NotFound:
             # Hidden from customers; an admin still sees an inactive product.
-            if not context.invocation_metadata() or not _has_credentials(context):
+            if context is None or not _has_credentials(context):
                 raise
             await require_admin()
             return product_message(await self._c.products.get(product_id, include_inactive=True))
