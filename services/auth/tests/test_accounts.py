@@ -420,3 +420,33 @@ async def test_jwks_publishes_the_signing_key(auth) -> None:
     import jwt
 
     assert jwt.get_unverified_header(session.access_token)["kid"] == key.kid
+
+
+async def test_registration_event_reaches_nats_with_the_callers_trace(auth, stack) -> None:
+    """The outbox relays UserRegistered to JetStream with Nats-Msg-Id = event id and the W3C
+    trace context of the request that caused it."""
+    import nats
+    from ecommerce.events.v1 import events_pb2
+    from nats.js.api import DeliverPolicy
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    email = unique_email("traced")
+    nc = await nats.connect(stack.nats_url)
+    try:
+        js = nc.jetstream()
+        sub = await js.subscribe(
+            "ecom.auth.user_registered", deliver_policy=DeliverPolicy.NEW, ordered_consumer=True
+        )
+        await auth.Register(
+            pb.RegisterRequest(email=email, password=PASSWORD, name="Tracy"),
+            metadata=(("traceparent", f"00-{trace_id}-00f067aa0ba902b7-01"),),
+        )
+        while True:
+            message = await sub.next_msg(timeout=10)
+            event = events_pb2.UserRegistered.FromString(message.data)
+            if event.email == email:
+                break
+        assert message.headers["Nats-Msg-Id"] == event.event_id
+        assert message.headers["traceparent"].split("-")[1] == trace_id
+    finally:
+        await nc.close()

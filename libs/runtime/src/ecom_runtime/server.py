@@ -17,6 +17,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from ecom_runtime.auth import Authenticator
 from ecom_runtime.config import ServiceSettings
 from ecom_runtime.interceptors import RequestInterceptor
+from ecom_runtime.telemetry import tracing_exported
 
 log = logging.getLogger("ecom.server")
 
@@ -44,8 +45,11 @@ class App:
 
 
 async def serve(app: App) -> None:
+    interceptors: list[grpc.aio.ServerInterceptor] = [RequestInterceptor(app.authenticator)]
+    if tracing_exported():
+        interceptors.insert(0, aio_server_interceptor())
     server = grpc.aio.server(
-        interceptors=[aio_server_interceptor(), RequestInterceptor(app.authenticator)],
+        interceptors=interceptors,
         options=[
             # Several processes of one service may share the port (see README, scaling).
             ("grpc.so_reuseport", 1),

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog_service.categories import ancestor_ids
 from catalog_service.inventory import sync_low_stock
-from catalog_service.store import categories, outbox, products
+from catalog_service.store import PRODUCT_COLUMNS, categories, outbox, products
 
 SUBJECT_PRODUCT_CHANGED = "ecom.catalog.product_changed"
 SKU = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -120,7 +120,7 @@ class Products:
                     await conn.execute(
                         insert(products)
                         .values(id=uuid.uuid4(), on_hand=stock, **values)
-                        .returning(*products.c)
+                        .returning(*PRODUCT_COLUMNS)
                     )
                 ).one()
                 await sync_low_stock(conn, [row.id])  # stock may start at or below threshold
@@ -143,7 +143,7 @@ class Products:
                         update(products)
                         .where(products.c.id == product_id, products.c.deleted_at.is_(None))
                         .values(**values, version=products.c.version + 1, updated_at=func.now())
-                        .returning(*products.c)
+                        .returning(*PRODUCT_COLUMNS)
                     )
                 ).first()
                 if row is None:
@@ -173,7 +173,9 @@ class Products:
 
     async def get(self, product_id: uuid.UUID, *, include_inactive: bool = False) -> Row[Any]:
         async with self._engine.connect() as conn:
-            row = (await conn.execute(select(products).where(products.c.id == product_id))).first()
+            row = (
+                await conn.execute(select(*PRODUCT_COLUMNS).where(products.c.id == product_id))
+            ).first()
         if row is None or row.deleted_at is not None or not (row.active or include_inactive):
             raise NotFound("product not found")
         return row
@@ -184,7 +186,9 @@ class Products:
             return []
         async with self._engine.connect() as conn:
             rows = await conn.execute(
-                select(products).where(products.c.id.in_(ids), products.c.deleted_at.is_(None))
+                select(*PRODUCT_COLUMNS).where(
+                    products.c.id.in_(ids), products.c.deleted_at.is_(None)
+                )
             )
             by_id = {row.id: row for row in rows}
         return [by_id[i] for i in ids if i in by_id]
@@ -206,7 +210,7 @@ class Products:
 
         Also what inventory calls when stock changes (kind UPDATED).
         """
-        rows = await conn.execute(select(products).where(products.c.id.in_(product_ids)))
+        rows = await conn.execute(select(*PRODUCT_COLUMNS).where(products.c.id.in_(product_ids)))
         for row in rows:
             await enqueue(
                 conn, outbox, SUBJECT_PRODUCT_CHANGED, await product_changed(conn, row, kind)
@@ -241,7 +245,7 @@ async def live_snapshots(engine: AsyncEngine) -> AsyncIterator[events_pb2.Produc
     """Every live product as a ProductChanged, streamed (for a full search reindex)."""
     async with engine.connect() as conn:
         rows = await conn.stream(
-            select(products).where(products.c.deleted_at.is_(None)).order_by(products.c.id)
+            select(*PRODUCT_COLUMNS).where(products.c.deleted_at.is_(None)).order_by(products.c.id)
         )
         async with engine.connect() as lookup:
             async for row in rows:

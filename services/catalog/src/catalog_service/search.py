@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 # Fixed price bands for facets, in cents: [0, 10), [10, 25), ... [500, no limit) dollars.
 PRICE_BAND_EDGES = (0, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000)
@@ -41,6 +41,9 @@ class SearchHits:
     category_counts: dict[uuid.UUID, int] = field(default_factory=dict)
     # Hits per band of PRICE_BAND_EDGES, same length as it, over every page.
     price_band_counts: list[int] = field(default_factory=list)
+    # The product rows themselves, when the backend reads them anyway (PostgreSQL): saves the
+    # service a second query. None: the service loads them by id.
+    rows: list[Any] | None = None
 
 
 class SearchBackend(Protocol):

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from catalog_service.search import PRICE_BAND_EDGES, ProductQuery, SearchHits
-from catalog_service.store import products
+from catalog_service.store import PRODUCT_COLUMNS, products
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _folded_name = func.catalog.unaccent_immutable(func.lower(products.c.name))
@@ -143,7 +143,7 @@ class PostgresSearch:
         page_filters = [*filters, _after(ordering, after)] if after else filters
         key_columns = [column.label(f"k{i}") for i, (column, _) in enumerate(ordering)]
         page = (
-            select(products.c.id, *key_columns)
+            select(*PRODUCT_COLUMNS, *key_columns)
             .where(and_(*page_filters))
             .order_by(*(column.desc() if desc else column.asc() for column, desc in ordering))
             .limit(query.page_size + 1)
@@ -177,6 +177,7 @@ class PostgresSearch:
             next_token = encode_token({"s": query.sort, "k": [last.k0, str(last.k1)], "f": fuzzy})
         return SearchHits(
             product_ids=[r.id for r in rows[: query.page_size]],
+            rows=list(rows[: query.page_size]),
             total=int(total or 0),
             next_page_token=next_token,
             category_counts=category_counts,

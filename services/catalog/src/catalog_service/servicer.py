@@ -135,7 +135,9 @@ class Catalog:
         return ProductQuery(**{**query.__dict__, "category_ids": ids})
 
     async def page(self, hits: SearchHits) -> list[pb.Product]:
-        rows = await self.products.get_many(hits.product_ids)
+        rows = (
+            hits.rows if hits.rows is not None else await self.products.get_many(hits.product_ids)
+        )
         return [product_message(row) for row in rows]
 
     async def after_write(self) -> None:

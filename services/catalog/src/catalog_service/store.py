@@ -99,6 +99,9 @@ products = Table(
     ),
 )
 
+# Every product column but the search vector, which is large and only ever used in WHERE.
+PRODUCT_COLUMNS = [column for column in products.c if column.name != "search_document"]
+
 reservations = Table(
     "reservations",
     metadata,
