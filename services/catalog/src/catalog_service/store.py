@@ -90,6 +90,13 @@ products = Table(
     Index("ix_products_price", "price_cents", "id"),
     Index("ix_products_name", text("lower(name)"), "id"),
     Index("ix_products_category_id", "category_id"),
+    # Counts for lists' total_size as index-only scans (see migration 0003).
+    Index(
+        "ix_products_live_category_price",
+        "category_id",
+        "price_cents",
+        postgresql_where=text("deleted_at IS NULL AND active"),
+    ),
     Index("ix_products_search_document", "search_document", postgresql_using="gin"),
     Index(
         "ix_products_name_trgm",
