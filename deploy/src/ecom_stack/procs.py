@@ -3,42 +3,32 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-PR_SET_PDEATHSIG = 1
 
 
 class StackError(RuntimeError):
     """A server of the local stack failed to start (the message carries its log tail)."""
 
 
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None  # no parent-death signal elsewhere: stop()/atexit must do the work
-    # Resolved once here: the forked child must not do imports or dlopen before exec.
-    return ctypes.CDLL(None, use_errno=True).prctl
+# `setpriv --pdeathsig` (util-linux) sets the parent-death signal, then execs the server. It
+# replaces a preexec_fn doing prctl(): any Python code between fork and exec makes subprocess
+# fork() rather than vfork(), and a real fork() runs gRPC's fork handlers in the child, which
+# can abort it when the launcher's own gRPC threads (health checks) are busy.
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
-_prctl = _load_prctl()
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    def preexec() -> None:
-        if _prctl is not None:
-            _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        # The parent may have died between fork() and prctl(): then nobody would signal us.
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return preexec
+def _die_with_parent(argv: Sequence[str]) -> list[str]:
+    if _SETPRIV is None:
+        return list(argv)  # no parent-death signal here: stop()/atexit must do the work
+    return [_SETPRIV, "--pdeathsig=TERM", "--", *argv]
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -81,14 +71,13 @@ def spawn(
     """
     with open(log, "wb") as out:
         popen = subprocess.Popen(  # noqa: S603 (argv is built by us)
-            list(argv),
+            _die_with_parent(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=dict(env),
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),
         )
     return Proc(name, popen, log, stop_signal)
 

@@ -153,3 +153,28 @@ async def test_consumer_loop_acks_and_survives_a_failing_handler(engine, jetstre
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert len(rows) == 1 and seen == ["retry", "retry"]
+
+
+async def test_prune_inbox_forgets_only_old_event_ids(engine) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from ecom_runtime.events import prune_inbox
+
+    old, recent = f"old-{uuid.uuid4()}", f"recent-{uuid.uuid4()}"
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(inbox).values(
+                consumer="prune-test",
+                event_id=old,
+                processed_at=datetime.now(UTC) - timedelta(days=9),
+            )
+        )
+        await conn.execute(insert(inbox).values(consumer="prune-test", event_id=recent))
+    assert await prune_inbox(engine, inbox, keep_seconds=8 * 24 * 3600) >= 1
+    async with engine.connect() as conn:
+        kept = (
+            (await conn.execute(select(inbox.c.event_id).where(inbox.c.consumer == "prune-test")))
+            .scalars()
+            .all()
+        )
+    assert kept == [recent]

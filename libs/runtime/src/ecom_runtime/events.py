@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 import nats
@@ -162,6 +163,16 @@ class OutboxRelay:
 
 
 Handler = Callable[[AsyncConnection, E], Awaitable[None]]
+
+
+async def prune_inbox(engine: AsyncEngine, inbox: Table, keep_seconds: float) -> int:
+    """Forgets processed event ids older than `keep_seconds`: JetStream cannot redeliver an
+    event older than the stream's max_age, so remembering it longer protects nothing."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(inbox).where(inbox.c.processed_at < func.now() - timedelta(seconds=keep_seconds))
+        )
+    return int(result.rowcount)
 
 
 class EventConsumer(Generic[E]):

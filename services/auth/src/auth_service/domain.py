@@ -324,6 +324,18 @@ class Accounts:
                 .values(revoked_at=func.now())
             )
 
+    async def purge_expired(self) -> int:
+        """Deletes refresh and reset tokens that expired over a day ago (they can never be
+        used again; the day keeps recent ones around for support questions)."""
+        removed = 0
+        async with self._engine.begin() as conn:
+            for table in (refresh_tokens, password_reset_tokens):
+                result = await conn.execute(
+                    delete(table).where(table.c.expires_at < func.now() - timedelta(days=1))
+                )
+                removed += int(result.rowcount)
+        return removed
+
     # --- users ----------------------------------------------------------------------------
 
     async def get_user(self, user_id: uuid.UUID) -> Row[Any]:

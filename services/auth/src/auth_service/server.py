@@ -8,7 +8,7 @@ import logging
 from ecom_runtime.auth import Authenticator, Principal, api_key_principal
 from ecom_runtime.db import create_engine
 from ecom_runtime.email import EmailSender
-from ecom_runtime.events import EventConsumer, OutboxRelay, connect_jetstream
+from ecom_runtime.events import EventConsumer, OutboxRelay, connect_jetstream, prune_inbox
 from ecom_runtime.server import App, Registration
 from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
 from ecommerce.events.v1 import events_pb2
@@ -73,6 +73,14 @@ def build_app(settings: AuthSettings | None = None) -> App:
         finally:
             await nc.close()
 
+    async def housekeeping() -> None:
+        while True:
+            removed = await accounts.purge_expired()
+            removed += await prune_inbox(engine, inbox, keep_seconds=8 * 24 * 3600)
+            if removed:
+                log.info("housekeeping removed %d expired rows", removed)
+            await asyncio.sleep(3600)
+
     async def bootstrap_admin() -> None:
         if settings.auth_admin_email and settings.auth_admin_password:
             await accounts.ensure_admin(settings.auth_admin_email, settings.auth_admin_password)
@@ -106,7 +114,7 @@ def build_app(settings: AuthSettings | None = None) -> App:
                 descriptor["AuthInternalService"].full_name,
             ),
         ],
-        background=[events],
+        background=[events, housekeeping],
         startup=[bootstrap_admin],
         on_shutdown=[close],
     )

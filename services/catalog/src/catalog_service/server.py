@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ecom_runtime.auth import remote_authenticator
 from ecom_runtime.db import create_engine
-from ecom_runtime.events import EventConsumer, OutboxRelay, connect_jetstream
+from ecom_runtime.events import EventConsumer, OutboxRelay, connect_jetstream, prune_inbox
 from ecom_runtime.server import App, Registration
 from ecommerce.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from ecommerce.events.v1 import events_pb2
@@ -119,6 +119,11 @@ def build_app(settings: CatalogSettings | None = None) -> App:
         finally:
             await nc.close()
 
+    async def housekeeping() -> None:
+        while True:
+            await prune_inbox(engine, inbox, keep_seconds=8 * 24 * 3600)
+            await asyncio.sleep(3600)
+
     async def sweeper() -> None:
         await inventory.run_sweeper(settings.catalog_reservation_sweep_seconds)
 
@@ -156,6 +161,12 @@ def build_app(settings: CatalogSettings | None = None) -> App:
             ),
         ],
         startup=[images.ensure_bucket],
-        background=[events, sweeper, images.run_checker, cache.retry_pending_invalidation],
+        background=[
+            events,
+            sweeper,
+            images.run_checker,
+            cache.retry_pending_invalidation,
+            housekeeping,
+        ],
         on_shutdown=[close],
     )
