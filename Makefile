@@ -1,26 +1,37 @@
-# Everything runs through uv (installed on first use) so a fresh clone needs only Python 3.11+.
+# A fresh clone needs only Python 3.11+ and make: uv is installed with pip if missing, and the
+# environment (.venv) is built from requirements.lock, the pinned and hashed dependency set.
 UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
-RUN := $(UV) run --locked
+VENV := .venv
+BIN := $(VENV)/bin
 
-.PHONY: help bootstrap sync dev test test-fast protos protos-check lint fmt typecheck check
+.PHONY: help bootstrap sync lock dev test test-fast protos protos-check lint fmt typecheck check
 
 help:
 	@echo "make dev          start the whole local stack (Ctrl-C stops it)"
 	@echo "make test         lint, check generated code, run every test (starts its own stack)"
 	@echo "make protos       regenerate Python code and the gateway descriptor from protos/"
+	@echo "make lock         re-resolve dependencies after editing a pyproject.toml"
 	@echo "make lint fmt typecheck protos-check"
 
 bootstrap:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check 'uv>=0.9'
 
 sync: bootstrap
-	@$(UV) sync --locked --quiet
+	@test -x $(BIN)/python || $(UV) venv --quiet --python python3 $(VENV)
+	@$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+
+# The lock is exported without download addresses (no index host names in the repo); uv.lock
+# itself stays local.
+lock: bootstrap
+	$(UV) lock --quiet
+	$(UV) export --quiet --frozen --all-groups --format requirements-txt -o requirements.lock
+	@$(MAKE) --no-print-directory sync
 
 dev: sync
-	$(RUN) python -m ecom_stack
+	$(BIN)/python -m ecom_stack
 
 protos: sync
-	$(RUN) python libs/protos/generate.py
+	$(BIN)/python libs/protos/generate.py
 
 # CI fails when the committed generated code no longer matches protos/.
 protos-check: protos
@@ -30,21 +41,21 @@ protos-check: protos
 	  || (echo "untracked generated files: run 'make protos' and commit" && exit 1)
 
 lint: sync
-	$(RUN) ruff check .
-	$(RUN) ruff format --check .
-	$(RUN) buf lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/buf lint
 
 fmt: sync
-	$(RUN) ruff check --fix .
-	$(RUN) ruff format .
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 typecheck: sync
-	$(RUN) mypy libs/runtime/src gateway/src deploy/src $(wildcard services/*/src)
+	$(BIN)/mypy libs/runtime/src gateway/src deploy/src $(wildcard services/*/src)
 
 check: protos-check lint typecheck
 
 test: check
-	$(RUN) pytest
+	$(BIN)/python -m pytest
 
 test-fast: sync
-	$(RUN) pytest -x -q
+	$(BIN)/python -m pytest -x -q

@@ -2,7 +2,7 @@
 
 Run against the local stack (`make dev` in another terminal):
 
-    uv run python tests/load/login_timing.py [--url http://127.0.0.1:8080] [--rounds 60]
+    .venv/bin/python tests/load/login_timing.py [--url http://127.0.0.1:8080] [--rounds 60]
 
 Prints the latency distribution of both failures, interleaved so that load drift hits both
 alike. Bounded: 2 x rounds requests to loopback, then it stops.

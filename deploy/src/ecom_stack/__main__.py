@@ -59,7 +59,7 @@ def seed_sample_data(stack: LocalStack) -> None:
             ).stdout
         print(f"  {out.decode().strip()}", flush=True)
     except subprocess.SubprocessError:
-        retry = "uv run python " + " ".join(argv[1:])
+        retry = ".venv/bin/python " + " ".join(argv[1:])
         print(f"sample data not loaded (see {log}); retry: {retry}", file=sys.stderr, flush=True)
 
 

