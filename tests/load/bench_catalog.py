@@ -1,6 +1,7 @@
 """How fast are catalog reads through Envoy, next to a trivial RPC through the same Envoy?
 
-    .venv/bin/python tests/load/bench_catalog.py [--products 50000] [--duration 10] [--connections 32]
+    .venv/bin/python tests/load/bench_catalog.py [--products 50000] [--duration 10] \
+        [--connections 32]
 
 Starts its own throw-away local stack on free loopback ports, seeds the sample catalog, warms
 the cache (one request per URL), then runs `wrk -t1 -c<connections> -d<duration>s --latency`
