@@ -63,13 +63,13 @@ def _pg_bin(name: str) -> str:
 def _render_envoy_config(
     http_port: int, admin_port: int, services: dict[str, tuple[str, int]]
 ) -> str:
-    # The gateway package owns routes and transcoding; imported late so a stack without the
-    # edge (edge=False) works even where that package is unfinished.
-    try:
-        from ecom_gateway.envoy import render_config
-    except ImportError as exc:
-        raise StackError(f"cannot build the Envoy config ({exc}); start without the edge") from exc
-    return render_config(http_port=http_port, admin_port=admin_port, services=services)
+    from ecom_gateway.envoy import render_config
+
+    # Services log failed and slow RPCs; STACK_ACCESS_LOG=1 has the edge log every request.
+    access_log = os.environ.get("STACK_ACCESS_LOG", "").lower() in ("1", "true", "yes")
+    return render_config(
+        http_port=http_port, admin_port=admin_port, services=services, access_log=access_log
+    )
 
 
 class LocalStack:
