@@ -8,6 +8,7 @@ import getpass
 import os
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ecom_runtime.cli import run_service_cli
 from ecom_runtime.db import create_engine
 
@@ -25,7 +26,8 @@ def create_admin(args: argparse.Namespace) -> None:
 
     async def run() -> None:
         engine = create_engine(settings.database_url, pool_size=1)
-        accounts, _ = build_accounts(settings, engine)
+        # It signs no tokens: a throwaway key, so no key file is read or created here.
+        accounts, _ = build_accounts(settings, engine, signing_key=Ed25519PrivateKey.generate())
         user = await accounts.ensure_admin(args.email, password, args.name)
         await engine.dispose()
         print(f"admin ready: {user.email} ({user.id})")

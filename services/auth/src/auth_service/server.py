@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ecom_runtime.auth import Authenticator, Principal, api_key_principal
 from ecom_runtime.db import create_engine
 from ecom_runtime.email import EmailSender
@@ -25,10 +26,15 @@ log = logging.getLogger("auth")
 
 
 def build_accounts(
-    settings: AuthSettings, engine: AsyncEngine, relay: OutboxRelay | None = None
+    settings: AuthSettings,
+    engine: AsyncEngine,
+    relay: OutboxRelay | None = None,
+    *,
+    signing_key: Ed25519PrivateKey | None = None,
 ) -> tuple[Accounts, TokenSigner]:
     signer = TokenSigner(
-        key=load_or_create_key(settings.auth_jwt_private_key, settings.auth_jwt_private_key_file),
+        key=signing_key
+        or load_or_create_key(settings.auth_jwt_private_key, settings.auth_jwt_private_key_file),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         ttl_seconds=settings.auth_access_token_ttl_seconds,
