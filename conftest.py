@@ -47,6 +47,34 @@ def unique_email(tag: str = "user") -> str:
     return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
 
 
+def free_port() -> int:
+    from ecom_stack.ports import free_ports
+
+    return free_ports(1)[0]
+
+
+async def wait_serving(address: str, within: float = 30.0) -> None:
+    """Polls a gRPC server's standard health check until it answers SERVING."""
+    import asyncio
+    import time
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + within
+    async with grpc.aio.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{address} did not become healthy within {within} s")
+            await asyncio.sleep(0.1)
+
+
 def tag() -> str:
     """A short unique suffix for names, SKUs and slugs, so tests never collide."""
     return uuid.uuid4().hex[:8]

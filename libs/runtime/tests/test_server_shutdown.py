@@ -5,22 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import unique_email
+from conftest import free_port, unique_email, wait_serving
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time of a process, in clock ticks (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 async def test_sigterm_drains_in_flight_rpcs_then_exits_cleanly(stack) -> None:
@@ -39,19 +38,8 @@ async def test_sigterm_drains_in_flight_rpcs_then_exits_cleanly(stack) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
+        await wait_serving(address)
         async with grpc.aio.insecure_channel(address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.aio.AioRpcError:
-                    pass
-                assert time.monotonic() < deadline, "auth never became healthy"
-                await asyncio.sleep(0.1)
-
             auth = auth_pb2_grpc.AuthServiceStub(channel)
             in_flight = asyncio.ensure_future(
                 auth.Register(
@@ -61,7 +49,14 @@ async def test_sigterm_drains_in_flight_rpcs_then_exits_cleanly(stack) -> None:
                     timeout=30,
                 )
             )
-            await asyncio.sleep(0.5)  # the RPC reached the server long ago; it is still hashing
+            # SIGTERM only once the server is visibly working on the RPC: an idle server burns
+            # almost no CPU, a bcrypt hash of cost 14 over a second of it.
+            idle = cpu_ticks(process.pid)
+            deadline = time.monotonic() + 10
+            while cpu_ticks(process.pid) < idle + 30:
+                assert time.monotonic() < deadline, "the RPC never started hashing"
+                await asyncio.sleep(0.02)
+            assert not in_flight.done()
             process.send_signal(signal.SIGTERM)
             session = await in_flight
             assert session.access_token

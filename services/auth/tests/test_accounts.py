@@ -11,9 +11,8 @@ import grpc
 import pytest
 from ecommerce.auth.v1 import auth_pb2 as pb
 from ecommerce.auth.v1 import auth_pb2_grpc
-from google.rpc import error_details_pb2, status_pb2
 
-from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, unique_email
+from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, rpc_error, unique_email, violations
 
 PASSWORD = "correct horse battery"
 
@@ -40,20 +39,6 @@ async def register(auth, email: str | None = None, password: str = PASSWORD) -> 
 
 async def admin_session(auth) -> pb.AuthSession:
     return await auth.Login(pb.LoginRequest(email=ADMIN_EMAIL, password=ADMIN_PASSWORD))
-
-
-async def rpc_error(call) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
-
-
-def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    trailer = dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
-    status = status_pb2.Status.FromString(trailer)
-    bad = error_details_pb2.BadRequest()
-    status.details[0].Unpack(bad)
-    return {v.field: v.description for v in bad.field_violations}
 
 
 def count_users(sql, email: str) -> int:

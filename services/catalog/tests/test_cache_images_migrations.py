@@ -19,33 +19,10 @@ from alembic import command
 from alembic.config import Config
 from ecommerce.catalog.v1 import catalog_pb2 as pb
 from ecommerce.catalog.v1 import catalog_pb2_grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import rpc_error, violations
+from conftest import free_port, rpc_error, violations, wait_serving
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def wait_serving(address: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    async with grpc.aio.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"catalog at {address} did not become healthy")
-            await asyncio.sleep(0.1)
 
 
 @pytest.fixture

@@ -125,6 +125,12 @@ def bind_call(authenticator: Authenticator, metadata: dict[str, str]) -> None:
     _current.set(_CallCredentials(authenticator, metadata))
 
 
+def sent_credentials() -> bool:
+    """Whether the current caller sent a token or API key at all (valid or not)."""
+    call = _current.get()
+    return call is not None and any(k in call.metadata for k in ("authorization", "x-api-key"))
+
+
 async def require_user() -> Principal:
     """The caller (a user or an API key), or UNAUTHENTICATED."""
     call = _current.get()

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
-from ecom_runtime.auth import require_admin
+from ecom_runtime.auth import require_admin, sent_credentials
 from ecom_runtime.errors import InvalidArgument, NotFound
 from ecom_runtime.paging import page_size
 from ecom_runtime.validation import Violations, parse_uuid
@@ -217,7 +217,7 @@ class ProductServicer(catalog_pb2_grpc.ProductServiceServicer):
             return await self._c.cached("product", request, pb.Product, build)
         except NotFound:
             # Hidden from customers; an admin still sees an inactive product.
-            if context is None or not _has_credentials(context):
+            if not sent_credentials():
                 raise
             await require_admin()
             return product_message(await self._c.products.get(product_id, include_inactive=True))
@@ -273,12 +273,6 @@ class ProductServicer(catalog_pb2_grpc.ProductServiceServicer):
             parse_uuid("id", request.id), request.content_type
         )
         return pb.CreateProductImageUploadResponse(upload_url=upload_url, image_url=image_url)
-
-
-def _has_credentials(context: Context) -> bool:
-    return any(
-        key in ("authorization", "x-api-key") for key, _ in context.invocation_metadata() or ()
-    )
 
 
 class CategoryServicer(catalog_pb2_grpc.CategoryServiceServicer):
