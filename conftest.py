@@ -43,6 +43,24 @@ def sql(stack: LocalStack):
     return run
 
 
+class _SendServiceCredential(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, credential: str) -> None:
+        self._metadata = (("x-service-credential", credential),)
+
+    async def intercept_unary_unary(self, continuation, call_details, request):
+        metadata = tuple(call_details.metadata or ()) + self._metadata
+        return await continuation(call_details._replace(metadata=metadata), request)
+
+
+def internal_channel(stack: LocalStack, service: str) -> grpc.aio.Channel:
+    """A channel to a service whose calls carry the stack's service credential, as another
+    service's calls do (internal RPCs refuse callers without it)."""
+    return grpc.aio.insecure_channel(
+        stack.grpc_addrs[service],
+        interceptors=[_SendServiceCredential(stack.service_credential)],
+    )
+
+
 def unique_email(tag: str = "user") -> str:
     return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
 
@@ -89,11 +107,26 @@ async def rpc_error(call) -> grpc.aio.AioRpcError:
 
 def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
     """field -> description of the google.rpc.BadRequest detail of an error."""
-    from google.rpc import error_details_pb2, status_pb2
+    from google.rpc import error_details_pb2
 
-    status = status_pb2.Status.FromString(
-        dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
-    )
     bad = error_details_pb2.BadRequest()
-    status.details[0].Unpack(bad)
-    return {v.field: v.description for v in bad.field_violations}
+    for detail in details(error):
+        if detail.Unpack(bad):
+            return {v.field: v.description for v in bad.field_violations}
+    return {}
+
+
+def reason(error: grpc.aio.AioRpcError) -> str:
+    """The google.rpc.ErrorInfo reason of an error ("" when it has none)."""
+    from google.rpc import error_details_pb2
+
+    info = error_details_pb2.ErrorInfo()
+    return next((info.reason for d in details(error) if d.Unpack(info)), "")
+
+
+def details(error: grpc.aio.AioRpcError) -> list:
+    """The google.rpc details (packed Any messages) of an error."""
+    from google.rpc import status_pb2
+
+    raw = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+    return list(status_pb2.Status.FromString(raw).details) if raw else []

@@ -89,3 +89,15 @@ def test_service_env(stack: LocalStack) -> None:
     assert env["AUTH_BCRYPT_COST"] == "4"  # ephemeral only
     assert env["AUTH_JWT_PRIVATE_KEY_FILE"].startswith(str(stack.state_dir))
     assert len(set(stack.ports.__dict__.values())) == 14  # all distinct
+
+
+def test_redis_has_a_memory_cap_and_evicts_least_recently_used(stack: LocalStack) -> None:
+    # The catalog's cache entries are disposable: full Redis must evict, never refuse writes.
+    import redis
+
+    client = redis.Redis.from_url(stack.redis_url, socket_timeout=2)
+    try:
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
+        assert int(client.config_get("maxmemory")["maxmemory"]) == 256 * 1024 * 1024
+    finally:
+        client.close()

@@ -18,6 +18,7 @@ from types import FrameType
 
 from ecom_stack.lock import AlreadyRunning, acquire_lock
 from ecom_stack.procs import StackError
+from ecom_stack.sample_data import seed_accounts, seed_products
 from ecom_stack.stack import SERVICES, LocalStack
 
 
@@ -45,22 +46,17 @@ def wipe(state_dir: Path, keep: str) -> None:
 
 
 def seed_sample_data(stack: LocalStack) -> None:
-    """First start only: the sample catalog and demo accounts (`catalog_service seed`). A
-    failure is reported, not fatal: the stack still works and the command can be rerun."""
-    argv = [sys.executable, "-m", "catalog_service", "seed", "--products", "1000"]
-    argv += ["--accounts"] if "auth" in stack.services else []
-    log = stack.log_dir / "seed.log"
+    """First start only: the sample catalog and demo accounts, each through the service that
+    owns it. A failure is reported, not fatal: the stack still works and it can be rerun."""
     print("first start: loading sample data ...", flush=True)
+    env = {**os.environ, **stack.service_env()}
     try:
-        with open(log, "wb") as err:
-            env = {**os.environ, **stack.service_env()}
-            out = subprocess.run(  # noqa: S603 (our own argv)
-                argv, env=env, stdout=subprocess.PIPE, stderr=err, timeout=300, check=True
-            ).stdout
-        print(f"  {out.decode().strip()}", flush=True)
-    except subprocess.SubprocessError:
-        retry = ".venv/bin/python " + " ".join(argv[1:])
-        print(f"sample data not loaded (see {log}); retry: {retry}", file=sys.stderr, flush=True)
+        print(f"  {seed_products(env)}", flush=True)
+        if "auth" in stack.services:
+            print(f"  {seed_accounts(env, stack.grpc_addrs['auth'])}", flush=True)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+        print(f"sample data not loaded: {error}", file=sys.stderr, flush=True)
+        print("retry: .venv/bin/python -m ecom_stack.sample_data", file=sys.stderr, flush=True)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -10,6 +10,7 @@ import atexit
 import importlib.util
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -114,6 +115,9 @@ class LocalStack:
         self.log_dir = self.state_dir / "logs"
         self.maildir = self.state_dir / "mail"
         self.jwt_key_file = self.state_dir / "auth" / "jwt_ed25519.pem"
+        # Internal RPCs need it (SERVICE_CREDENTIALS); a fresh one per stack, like a secret
+        # a deployment would mount. Tests calling internal RPCs send it too.
+        self.service_credential = secrets.token_urlsafe(32)
         self._layers: list[list[Proc]] = []  # infra, services, edge: stopped in reverse
         self._http: httpx.Client | None = None  # for readiness checks, open while starting
 
@@ -186,6 +190,7 @@ class LocalStack:
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AUTH_JWT_PRIVATE_KEY_FILE": str(self.jwt_key_file),
+            "SERVICE_CREDENTIALS": self.service_credential,
             "LOG_FORMAT": "json",
         }
         if self.ephemeral:
@@ -277,7 +282,8 @@ class LocalStack:
             (
                 "redis",
                 [_tool("redis-server"), "--bind", HOST, "--port", str(p.redis), "--dir",
-                 str(state / "redis"), "--save", "", "--appendonly", "no"],
+                 str(state / "redis"), "--save", "", "--appendonly", "no",
+                 "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru"],
                 self._redis_ready,
             ),
             (

@@ -1,5 +1,6 @@
 """The token verifier every service runs, against keys made here (no server needed)."""
 
+import asyncio
 import time
 
 import jwt
@@ -123,4 +124,105 @@ async def test_known_keys_keep_working_while_jwks_refetch_fails(keys: Keys) -> N
     )
     for _ in range(3):  # every call finds the cache stale, but only one refetch is tried
         await authenticator.authenticate({"authorization": f"Bearer {keys.token()}"})
-    assert calls == 2
+        await asyncio.sleep(0.01)  # room for the background refetch to run and fail
+    assert calls == 2  # after a failure the next try waits (backoff), known keys still work
+
+
+async def test_a_slow_auth_service_never_queues_requests_behind_a_refetch(keys: Keys) -> None:
+    """Stale keys: requests go on with them while one background fetch runs, however slow."""
+    release = asyncio.Event()
+    fetches = 0
+
+    async def slow() -> list[dict]:
+        nonlocal fetches
+        fetches += 1
+        if fetches > 1:
+            await release.wait()  # auth hangs
+        return [_jwk(keys.key, "k1")]
+
+    authenticator = Authenticator(
+        slow, _no_api_keys, issuer=ISSUER, audience=AUDIENCE, jwks_ttl_seconds=0
+    )
+    await authenticator.authenticate({"authorization": f"Bearer {keys.token()}"})  # first fetch
+    async with asyncio.timeout(5):  # the refetch hangs until released: waiting on it would hang
+        results = await asyncio.gather(
+            *(
+                authenticator.authenticate({"authorization": f"Bearer {keys.token()}"})
+                for _ in range(50)
+            )
+        )
+    assert all(p.user_id == "u1" for p in results)
+    assert fetches == 2  # one refetch in flight for all fifty stale lookups
+    release.set()
+
+
+async def test_without_keys_concurrent_requests_share_one_bounded_fetch(keys: Keys) -> None:
+    fetches = 0
+
+    async def hanging() -> list[dict]:
+        nonlocal fetches
+        fetches += 1
+        await asyncio.sleep(30)
+        return []
+
+    authenticator = Authenticator(
+        hanging, _no_api_keys, issuer=ISSUER, audience=AUDIENCE, fetch_wait_seconds=0.2
+    )
+    async with asyncio.timeout(5):  # bounded by fetch_wait_seconds, not by the 30 s fetch
+        outcomes = await asyncio.gather(
+            *(
+                authenticator.authenticate({"authorization": f"Bearer {keys.token()}"})
+                for _ in range(20)
+            ),
+            return_exceptions=True,
+        )
+    assert all(isinstance(o, Unavailable) for o in outcomes)
+    assert fetches == 1
+
+
+async def test_failed_fetches_back_off_instead_of_retrying_per_request(keys: Keys) -> None:
+    fetches = 0
+
+    async def down() -> list[dict]:
+        nonlocal fetches
+        fetches += 1
+        raise ConnectionError("auth is down")
+
+    authenticator = Authenticator(down, _no_api_keys, issuer=ISSUER, audience=AUDIENCE)
+    for _ in range(10):
+        with pytest.raises(Unavailable):
+            await authenticator.authenticate({"authorization": f"Bearer {keys.token()}"})
+    assert fetches == 1  # the next try waits for the backoff (0.5 s, doubling)
+
+
+async def test_a_user_access_change_revokes_tokens_issued_before_it(
+    keys: Keys, authenticator: Authenticator
+) -> None:
+    before = keys.token(iat=time.time() - 1, role="admin")
+    authenticator.revoke_user("u1", time.time())
+    after = keys.token(iat=time.time() + 0.001, role="customer")
+    with pytest.raises(Unauthenticated, match="revoked"):
+        await authenticator.authenticate({"authorization": f"Bearer {before}"})
+    principal = await authenticator.authenticate({"authorization": f"Bearer {after}"})
+    assert principal.role == "customer"
+    other = keys.token(sub="u2", iat=time.time() - 1)  # other users are unaffected
+    assert (await authenticator.authenticate({"authorization": f"Bearer {other}"})).user_id == "u2"
+
+
+async def test_a_revoked_api_key_is_forgotten_at_once(keys: Keys) -> None:
+    resolved = 0
+
+    async def resolve(key: str) -> Principal | None:
+        nonlocal resolved
+        resolved += 1
+        return (
+            Principal(subject="api_key:7", role="admin", api_key_id="7") if resolved == 1 else None
+        )
+
+    authenticator = Authenticator(keys.fetch, resolve, issuer=ISSUER, audience=AUDIENCE)
+    assert (await authenticator.authenticate({"x-api-key": "ek_x"})).is_admin
+    assert (await authenticator.authenticate({"x-api-key": "ek_x"})).is_admin  # cached
+    authenticator.revoke_api_key("7")
+    with pytest.raises(Unauthenticated):
+        await authenticator.authenticate({"x-api-key": "ek_x"})  # asked again: revoked
+    assert resolved == 2

@@ -1,4 +1,5 @@
-"""Outbox relay and inbox consumer against the stack's real PostgreSQL and NATS JetStream."""
+"""Unit of work, outbox relay, claim_once and the inbox consumer against the stack's real
+PostgreSQL and NATS JetStream."""
 
 from __future__ import annotations
 
@@ -6,13 +7,12 @@ import asyncio
 import uuid
 
 import pytest
-from ecom_runtime.db import create_engine, service_metadata
+from ecom_runtime.db import Database, create_engine, service_metadata
 from ecom_runtime.events import (
     EventConsumer,
     OutboxRelay,
     add_event_tables,
     connect_jetstream,
-    enqueue,
 )
 from ecommerce.events.v1 import events_pb2
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -47,19 +47,23 @@ def subject() -> str:
     return f"ecom.test.{uuid.uuid4().hex[:8]}"
 
 
+def database(engine, topic: str = "ecom.test.unused") -> Database:
+    """The events table of this test's schema; UserRegistered goes to `topic`."""
+    return Database(engine, outbox=outbox, inbox=inbox, subjects={events_pb2.UserRegistered: topic})
+
+
 async def test_event_is_published_only_if_the_transaction_commits(engine, jetstream) -> None:
     topic = subject()
     sub = await jetstream.subscribe(topic, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
-    async with engine.begin() as conn:
-        kept_id = await enqueue(
-            conn, outbox, topic, events_pb2.UserRegistered(user_id="u1", email="a@b.c")
-        )
+    db = database(engine, topic)
+    async with db.begin() as tx:
+        kept_id = tx.add(events_pb2.UserRegistered(user_id="u1", email="a@b.c"))
     with pytest.raises(RuntimeError):
-        async with engine.begin() as conn:
-            await enqueue(conn, outbox, topic, events_pb2.UserRegistered(user_id="rolled-back"))
+        async with db.begin() as tx:
+            tx.add(events_pb2.UserRegistered(user_id="rolled-back"))
             raise RuntimeError("the state change failed")
 
-    relay = OutboxRelay(engine, outbox)
+    relay = OutboxRelay(db)
     assert await relay.publish_batch(jetstream) == 1
     message = await sub.next_msg(timeout=5)
     assert message.headers["Nats-Msg-Id"] == kept_id
@@ -73,10 +77,11 @@ async def test_event_is_published_only_if_the_transaction_commits(engine, jetstr
 async def test_republishing_an_event_id_is_dropped_by_jetstream(engine, jetstream) -> None:
     topic = subject()
     event_id = str(uuid.uuid4())
+    db = database(engine, topic)
     for _ in range(2):  # e.g. the relay crashed after publishing, before deleting the row
-        async with engine.begin() as conn:
-            await enqueue(conn, outbox, topic, events_pb2.UserRegistered(event_id=event_id))
-        await OutboxRelay(engine, outbox).publish_batch(jetstream)
+        async with db.begin() as tx:
+            tx.add(events_pb2.UserRegistered(event_id=event_id))
+        await OutboxRelay(db).publish_batch(jetstream)
     info = await jetstream.stream_info("ECOM", subjects_filter=topic)
     assert info.state.subjects == {topic: 1}
 
@@ -84,13 +89,12 @@ async def test_republishing_an_event_id_is_dropped_by_jetstream(engine, jetstrea
 async def test_a_redelivered_event_is_applied_once(engine, jetstream) -> None:
     topic = subject()
 
-    async def handler(conn, event: events_pb2.UserRegistered) -> None:
-        await conn.execute(insert(effects).values(note=event.user_id))
+    async def handler(tx, event: events_pb2.UserRegistered) -> None:
+        await tx.conn.execute(insert(effects).values(note=event.user_id))
 
     durable = f"test-{uuid.uuid4().hex[:8]}"
     consumer = EventConsumer(
-        engine=engine,
-        inbox=inbox,
+        db=database(engine),
         js=jetstream,
         durable=durable,
         subject=topic,
@@ -119,15 +123,14 @@ async def test_consumer_loop_acks_and_survives_a_failing_handler(engine, jetstre
     topic = subject()
     seen: list[str] = []
 
-    async def flaky(conn, event: events_pb2.UserRegistered) -> None:
+    async def flaky(tx, event: events_pb2.UserRegistered) -> None:
         seen.append(event.user_id)
         if len(seen) == 1:
             raise RuntimeError("SMTP down")  # rolled back, nak'd, redelivered
-        await conn.execute(insert(effects).values(note=f"loop-{event.user_id}"))
+        await tx.conn.execute(insert(effects).values(note=f"loop-{event.user_id}"))
 
     consumer = EventConsumer(
-        engine=engine,
-        inbox=inbox,
+        db=database(engine),
         js=jetstream,
         durable=f"loop-{uuid.uuid4().hex[:8]}",
         subject=topic,
@@ -155,7 +158,7 @@ async def test_consumer_loop_acks_and_survives_a_failing_handler(engine, jetstre
     assert len(rows) == 1 and seen == ["retry", "retry"]
 
 
-async def test_prune_inbox_forgets_only_old_event_ids(engine) -> None:
+async def test_prune_inbox_forgets_only_old_claims(engine) -> None:
     from datetime import UTC, datetime, timedelta
 
     from ecom_runtime.events import prune_inbox
@@ -164,17 +167,73 @@ async def test_prune_inbox_forgets_only_old_event_ids(engine) -> None:
     async with engine.begin() as conn:
         await conn.execute(
             insert(inbox).values(
-                consumer="prune-test",
-                event_id=old,
-                processed_at=datetime.now(UTC) - timedelta(days=9),
+                scope="prune-test", key=old, claimed_at=datetime.now(UTC) - timedelta(days=9)
             )
         )
-        await conn.execute(insert(inbox).values(consumer="prune-test", event_id=recent))
-    assert await prune_inbox(engine, inbox, keep_seconds=8 * 24 * 3600) >= 1
+        await conn.execute(insert(inbox).values(scope="prune-test", key=recent))
+    assert await prune_inbox(database(engine), keep_seconds=8 * 24 * 3600) >= 1
     async with engine.connect() as conn:
         kept = (
-            (await conn.execute(select(inbox.c.event_id).where(inbox.c.consumer == "prune-test")))
+            (await conn.execute(select(inbox.c.key).where(inbox.c.scope == "prune-test")))
             .scalars()
             .all()
         )
     assert kept == [recent]
+
+
+async def test_claim_once_lets_exactly_one_of_racing_claims_win(engine) -> None:
+    db = database(engine)
+    key = str(uuid.uuid4())
+
+    async def claim() -> bool:
+        async with db.begin() as tx:
+            won = await tx.claim_once("race", key)
+            await asyncio.sleep(0.05)  # hold the transaction open while the others try
+            return won
+
+    outcomes = await asyncio.gather(*(claim() for _ in range(8)))
+    assert sorted(outcomes) == [False] * 7 + [True]
+    # Another scope is another namespace: the same key is new there.
+    async with db.begin() as tx:
+        assert await tx.claim_once("another-scope", key)
+
+
+async def test_a_rolled_back_claim_frees_its_key(engine) -> None:
+    db = database(engine)
+    key = str(uuid.uuid4())
+    with pytest.raises(RuntimeError):
+        async with db.begin() as tx:
+            assert await tx.claim_once("webhooks", key)
+            raise RuntimeError("applying the effect failed")
+    async with db.begin() as tx:
+        assert await tx.claim_once("webhooks", key)  # the retry may apply it
+
+
+async def test_on_commit_runs_after_the_commit_and_never_after_a_rollback(engine) -> None:
+    db = database(engine)
+    seen: list[str] = []
+    note = f"uow-{uuid.uuid4().hex[:8]}"
+
+    async def visible_after_commit() -> None:
+        async with engine.connect() as conn:  # another connection sees the committed row
+            found = await conn.scalar(select(effects.c.note).where(effects.c.note == note))
+        seen.append(f"committed:{found}")
+
+    async def never() -> None:
+        seen.append("rolled back!")
+
+    async with db.begin() as tx:
+        await tx.conn.execute(insert(effects).values(note=note))
+        tx.on_commit(visible_after_commit)
+        assert seen == []  # not yet: still inside the transaction
+    with pytest.raises(RuntimeError):
+        async with db.begin() as tx:
+            tx.on_commit(never)
+            raise RuntimeError("boom")
+    assert seen == [f"committed:{note}"]
+
+
+async def test_an_event_type_the_service_does_not_publish_is_refused(engine) -> None:
+    with pytest.raises(TypeError, match="StockLow"):
+        async with database(engine).begin() as tx:
+            tx.add(events_pb2.StockLow(product_id="p"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from ecom_runtime.auth import remote_authenticator
+from ecom_runtime.clients import ServiceClient
 from ecom_runtime.errors import Unauthenticated
 from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -13,10 +14,10 @@ from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, unique_email
 
 
 @pytest.fixture
-def authenticator(stack):
-    return remote_authenticator(
-        stack.grpc_addrs["auth"], issuer="ecommerce-auth", audience="ecommerce"
-    )
+async def authenticator(stack):
+    auth = ServiceClient("auth", stack.grpc_addrs["auth"], credential=stack.service_credential)
+    yield remote_authenticator(auth, issuer="ecommerce-auth", audience="ecommerce")
+    await auth.close()
 
 
 async def test_access_token_from_auth_is_verified_with_its_jwks(

@@ -439,8 +439,7 @@ async def test_registration_event_reaches_nats_with_the_callers_trace(auth, stac
 
 async def test_housekeeping_deletes_long_expired_tokens_only(auth, stack, sql) -> None:
     from auth_service.config import AuthSettings
-    from auth_service.server import build_accounts
-    from ecom_runtime.db import create_engine
+    from auth_service.server import build_parts, token_signer
 
     old = await register(auth)
     fresh = await register(auth)
@@ -448,13 +447,14 @@ async def test_housekeeping_deletes_long_expired_tokens_only(auth, stack, sql) -
         "update auth.refresh_tokens set expires_at = now() - interval '2 days' where user_id = %s",
         old.user.id,
     )
-    engine = create_engine(stack.database_url, pool_size=1)
+    settings = AuthSettings(
+        database_url=stack.database_url, auth_jwt_private_key_file=str(stack.jwt_key_file)
+    )
+    parts = build_parts(settings, token_signer(settings), pool_size=1)
     try:
-        settings = AuthSettings(auth_jwt_private_key_file=str(stack.jwt_key_file))
-        accounts, _ = build_accounts(settings, engine)
-        assert await accounts.purge_expired() >= 1
+        assert await parts.sessions.purge_expired() >= 1
     finally:
-        await engine.dispose()
+        await parts.db.dispose()
     count = "select count(*) from auth.refresh_tokens where user_id = %s"
     assert sql(count, old.user.id) == [(0,)]
     assert sql(count, fresh.user.id) == [(1,)]

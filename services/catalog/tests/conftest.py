@@ -8,7 +8,7 @@ from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
 from ecommerce.catalog.v1 import catalog_pb2 as pb
 from ecommerce.catalog.v1 import catalog_pb2_grpc
 
-from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, tag, unique_email
+from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, internal_channel, tag, unique_email
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +27,11 @@ def categories(catalog_channel) -> catalog_pb2_grpc.CategoryServiceStub:
     return catalog_pb2_grpc.CategoryServiceStub(catalog_channel)
 
 
-@pytest.fixture
-def internal(catalog_channel) -> catalog_pb2_grpc.CatalogInternalServiceStub:
-    return catalog_pb2_grpc.CatalogInternalServiceStub(catalog_channel)
+@pytest.fixture(scope="session")
+async def internal(stack):
+    """CatalogInternalService as other services call it: with the service credential."""
+    async with internal_channel(stack, "catalog") as channel:
+        yield catalog_pb2_grpc.CatalogInternalServiceStub(channel)
 
 
 @pytest.fixture(scope="session")

@@ -7,21 +7,17 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
-from catalog_service.inventory import (
-    SUBJECT_STOCK_LOW,
-    Inventory,
-    ReservationView,
-    StockLevelView,
-)
-from ecom_runtime.db import create_engine
+from catalog_service.events import PUBLISHED
+from catalog_service.events import STOCK_LOW as SUBJECT_STOCK_LOW
+from catalog_service.inventory import Inventory, ReservationView, StockLevelView
+from catalog_service.store import inbox, outbox
+from ecom_runtime.db import Database, create_engine
 from ecom_runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from ecom_runtime.events import STREAM, connect_jetstream
 from ecommerce.events.v1 import events_pb2
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 
@@ -32,9 +28,23 @@ async def engine(stack) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+class RecordingCache:
+    """Stands in for the Redis cache: records when a retirement ran (after commit)."""
+
+    def __init__(self) -> None:
+        self.retired = 0
+
+    async def invalidate(self) -> None:
+        self.retired += 1
+
+
+def database(engine: AsyncEngine) -> Database:
+    return Database(engine, outbox=outbox, inbox=inbox, subjects=PUBLISHED)
+
+
 @pytest.fixture
 def inventory(engine: AsyncEngine) -> Inventory:
-    return Inventory(engine)
+    return Inventory(database(engine), RecordingCache())  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -249,7 +259,7 @@ async def test_failed_reservation_names_each_offending_item(inventory, product, 
     problems = {subject: (kind, why) for kind, subject, why in caught.value.violations}
     assert problems.keys() == {scarce, hidden, gone, unknown}
     assert problems[scarce] == ("OUT_OF_STOCK", "only 2 available")
-    assert {problems[p][0] for p in (hidden, gone, unknown)} == {"UNAVAILABLE"}
+    assert {problems[p][0] for p in (hidden, gone, unknown)} == {"PRODUCT_UNAVAILABLE"}
     assert stock(sql, plenty) == (50, 0) and state(sql, rid) is None
     # Nothing was kept, so the same id can be used once the basket is fixed.
     assert (await inventory.reserve(rid, [(plenty, 1)], 0)).state == "active"
@@ -404,29 +414,21 @@ async def test_reserve_validation_names_every_field(inventory, product) -> None:
     assert 890 < remaining <= 900
 
 
-async def test_hooks_run_inside_the_transaction_and_after_commit(engine, product) -> None:
+async def test_each_stock_change_retires_the_cache_once_after_commit(engine, product, sql) -> None:
     pid = product(on_hand=4)
-    seen: list[Any] = []
-
-    async def on_stock_changed(conn, product_ids) -> None:
-        reserved = await conn.scalar(
-            text("select reserved from catalog.products where id = :id"), {"id": product_ids[0]}
-        )
-        seen.append(("in transaction", [str(p) for p in product_ids], reserved))
-
-    async def after_commit(product_ids) -> None:
-        seen.append(("committed", [str(p) for p in product_ids]))
-
-    inventory = Inventory(engine, on_stock_changed=on_stock_changed, after_commit=after_commit)
+    cache = RecordingCache()
+    inventory = Inventory(database(engine), cache)  # type: ignore[arg-type]
     rid = new_id()
     await inventory.reserve(rid, [(pid, 3)], 0)
-    assert seen == [("in transaction", [pid], 3), ("committed", [pid])]
-    seen.clear()
+    assert cache.retired == 1
     with pytest.raises(FailedPrecondition):
-        await inventory.reserve(new_id(), [(pid, 3)], 0)
+        await inventory.reserve(new_id(), [(pid, 3)], 0)  # refused: nothing to retire
+    assert cache.retired == 1
     await inventory.commit(rid)
-    await inventory.commit(rid)  # unchanged: no hooks
-    assert seen == [("in transaction", [pid], 0), ("committed", [pid])]
+    await inventory.commit(rid)  # unchanged: nothing to retire
+    assert cache.retired == 2
+    (reserved,) = sql("select reserved from catalog.products where id = %s", pid)[0]
+    assert reserved == 0
 
 
 # --- low stock -----------------------------------------------------------------------------

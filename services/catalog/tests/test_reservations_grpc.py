@@ -7,17 +7,15 @@ import uuid
 
 import grpc
 from ecommerce.catalog.v1 import catalog_pb2 as pb
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
 
-from conftest import rpc_error
+from conftest import details, reason, rpc_error
 
 
 def precondition_failures(error: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
-    status = status_pb2.Status.FromString(
-        dict(error.trailing_metadata() or ())["grpc-status-details-bin"]
-    )
     failure = error_details_pb2.PreconditionFailure()
-    status.details[0].Unpack(failure)
+    found = next(d for d in details(error) if d.Unpack(failure))
+    assert found
     return [(v.type, v.subject) for v in failure.violations]
 
 
@@ -42,6 +40,7 @@ async def test_a_hundred_concurrent_checkouts_sell_exactly_the_stock(
     assert len(reserved) == 10
     assert {e.code() for e in refused} == {grpc.StatusCode.FAILED_PRECONDITION}
     assert precondition_failures(refused[0]) == [("OUT_OF_STOCK", product.id)]
+    assert reason(refused[0]) == "OUT_OF_STOCK"  # the google.rpc.ErrorInfo clients switch on
     shown = await products.GetProduct(pb.GetProductRequest(id=product.id))
     assert shown.stock == 0  # what customers see drops as checkouts reserve
 

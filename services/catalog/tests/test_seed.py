@@ -6,30 +6,22 @@ the products seeded here (their own `seed`, so their own ids and SKUs) are remov
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import grpc
 import pytest
 import redis.asyncio as redis
 from catalog_service.cache import VERSION_KEY
 from catalog_service.seed import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    CUSTOMER_EMAIL,
-    CUSTOMER_PASSWORD,
     NAMESPACE,
     SeedSummary,
     category_tree,
     generate_products,
-    seed_accounts,
     seed_catalog,
 )
 from ecom_runtime.db import create_engine
 from ecom_stack.stack import LocalStack
-from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -175,16 +167,3 @@ def test_ids_and_rows_are_the_same_on_every_machine() -> None:
     now = datetime.now(UTC)
     first, second = (generate_products(50, 7, levels, ids, now) for _ in range(2))
     assert first == second
-
-
-async def test_demo_accounts(stack: LocalStack, auth_channel: grpc.aio.Channel) -> None:
-    env = {**os.environ, **stack.service_env()}
-    for _ in range(2):  # idempotent
-        await seed_accounts(stack.grpc_addrs["auth"], env=env)
-    auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
-    admin = await auth.Login(auth_pb2.LoginRequest(email=ADMIN_EMAIL, password=ADMIN_PASSWORD))
-    customer = await auth.Login(
-        auth_pb2.LoginRequest(email=CUSTOMER_EMAIL, password=CUSTOMER_PASSWORD)
-    )
-    assert admin.user.role == auth_pb2.ROLE_ADMIN
-    assert customer.user.role == auth_pb2.ROLE_CUSTOMER

@@ -1,13 +1,21 @@
-"""Who is calling: access tokens verified locally against the auth service's JWKS, and admin
-API keys resolved by the auth service. Verification is lazy: an RPC that needs a caller asks
-for one (`require_user`, `require_admin`), so public RPCs ignore a stale token a client sends."""
+"""Who is calling: access tokens verified locally against the auth service's JWKS, admin API
+keys resolved by the auth service, and the service credential internal RPCs require.
+
+Verification is lazy: an RPC that needs a caller asks for one (`require_user`, `require_admin`),
+so public RPCs ignore a stale token a client sends. Revocation is pushed, not waited out: auth
+publishes `UserAccessChanged` and `ApiKeyRevoked`, every service applies them (`revoke_user`,
+`revoke_api_key`), and tokens or keys they cover stop working within seconds.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
+import hmac
+import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +23,13 @@ import jwt
 
 from ecom_runtime.errors import PermissionDenied, Unauthenticated, Unavailable
 
+log = logging.getLogger("ecom.auth")
+
 ROLE_ADMIN = "admin"
 ROLE_CUSTOMER = "customer"
+SERVICE_CREDENTIAL_HEADER = "x-service-credential"
+# Metadata of the RPC being served that calls to other services carry on (clients.py).
+FORWARDED_HEADERS = ("authorization", "x-api-key", "idempotency-key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +49,16 @@ ApiKeyResolver = Callable[[str], Awaitable[Principal | None]]
 
 
 class Authenticator:
-    """Verifies credentials; JWKS cached and refetched (rate limited) on an unknown `kid`."""
+    """Verifies credentials.
+
+    JWKS: cached for `jwks_ttl_seconds`. Refetches are single-flight and never make a request
+    wait when keys are known: a stale set keeps verifying while one background fetch runs. Only
+    an unknown `kid` (keys rotated) or no keys at all waits, for that same one fetch, at most
+    `fetch_wait_seconds`. Failed fetches back off exponentially (0.5 s doubling to 60 s); an
+    unknown kid refetches at most every 10 s.
+    API keys: resolved results cached `api_key_cache_seconds` (0: not cached); revocation
+    events drop them at once.
+    """
 
     def __init__(
         self,
@@ -46,36 +68,70 @@ class Authenticator:
         issuer: str,
         audience: str,
         jwks_ttl_seconds: float = 300.0,
+        fetch_wait_seconds: float = 3.0,
+        api_key_cache_seconds: float = 30.0,
     ) -> None:
         self._fetch_jwks = fetch_jwks
         self._resolve_api_key = resolve_api_key
         self._issuer = issuer
         self._audience = audience
         self._ttl = jwks_ttl_seconds
+        self._fetch_wait = fetch_wait_seconds
         self._keys: dict[str, Any] = {}
         self._fetched_at = -1e9
-        self._lock = asyncio.Lock()
+        self._next_fetch_at = 0.0
+        self._failures = 0
+        self._fetching: asyncio.Task[None] | None = None
+        self._api_key_ttl = api_key_cache_seconds
+        self._api_keys: dict[bytes, tuple[float, Principal | None]] = {}
+        # user id -> epoch seconds: that user's tokens issued earlier no longer count.
+        self._users_changed: dict[str, float] = {}
+
+    # -- JWKS ------------------------------------------------------------------------------
+
+    def _refresh(self) -> asyncio.Task[None] | None:
+        """The one fetch in flight, started if none is and the backoff allows it."""
+        if self._fetching is None and time.monotonic() >= self._next_fetch_at:
+            self._fetching = asyncio.create_task(self._fetch())
+        return self._fetching
+
+    async def _fetch(self) -> None:
+        try:
+            jwks = await self._fetch_jwks()
+            self._keys = {k["kid"]: jwt.PyJWK(k).key for k in jwks}
+            self._fetched_at = time.monotonic()
+            self._failures = 0
+        except Exception as error:
+            self._failures += 1
+            delay = min(60.0, 0.5 * 2 ** (self._failures - 1))
+            self._next_fetch_at = time.monotonic() + delay
+            log.warning("JWKS fetch failed (retry in %.1f s): %s", delay, error or type(error))
+        finally:
+            self._fetching = None
 
     async def _key(self, kid: str) -> Any:
-        now = time.monotonic()
-        stale = now - self._fetched_at > self._ttl
-        # An unknown kid may mean the keys rotated; refetch at most every 10 s.
-        if stale or (kid not in self._keys and now - self._fetched_at > 10):
-            async with self._lock:
-                if self._fetched_at < now:
-                    try:
-                        jwks = await self._fetch_jwks()
-                        self._keys = {k["kid"]: jwt.PyJWK(k).key for k in jwks}
-                        self._fetched_at = time.monotonic()
-                    except Exception:
-                        if not self._keys:
-                            raise Unavailable("cannot verify tokens right now") from None
-                        # Keep the known keys; try again in 10 s, not on every request.
-                        self._fetched_at = time.monotonic() - self._ttl + 10
+        key = self._keys.get(kid)
+        if key is not None:
+            if time.monotonic() - self._fetched_at > self._ttl:
+                self._refresh()  # in the background: this request goes on with known keys
+            return key
+        # An unknown kid may mean the keys rotated, or a forged header: refetch at most every
+        # 10 s for it.
+        recent = time.monotonic() - self._fetched_at < 10.0
+        fetch = None if recent else self._refresh()
+        if fetch is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(fetch), self._fetch_wait)
+            except TimeoutError:
+                pass
         key = self._keys.get(kid)
         if key is None:
+            if not self._keys:
+                raise Unavailable("cannot verify tokens right now")
             raise Unauthenticated("access token signed by an unknown key")
         return key
+
+    # -- credentials -----------------------------------------------------------------------
 
     async def verify_access_token(self, token: str) -> Principal:
         try:
@@ -92,12 +148,28 @@ class Authenticator:
             raise Unauthenticated("access token expired") from None
         except jwt.PyJWTError:
             raise Unauthenticated("access token invalid") from None
-        return Principal(subject=claims["sub"], role=claims.get("role", ""), user_id=claims["sub"])
+        subject = str(claims["sub"])
+        changed_at = self._users_changed.get(subject)
+        if changed_at is not None and float(claims["iat"]) < changed_at:
+            raise Unauthenticated("access token revoked: sign in again or refresh it")
+        return Principal(subject=subject, role=claims.get("role", ""), user_id=subject)
+
+    async def resolve_api_key(self, key: str) -> Principal | None:
+        digest = hashlib.sha256(key.encode()).digest()
+        cached = self._api_keys.get(digest)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        principal = await self._resolve_api_key(key)
+        if self._api_key_ttl > 0:
+            if len(self._api_keys) > 10_000:
+                self._api_keys.clear()
+            self._api_keys[digest] = (time.monotonic() + self._api_key_ttl, principal)
+        return principal
 
     async def authenticate(self, metadata: dict[str, str]) -> Principal:
         api_key = metadata.get("x-api-key")
         if api_key:
-            principal = await self._resolve_api_key(api_key)
+            principal = await self.resolve_api_key(api_key)
             if principal is None:
                 raise Unauthenticated("API key invalid or revoked")
             return principal
@@ -107,11 +179,54 @@ class Authenticator:
             raise Unauthenticated("sign in required: send Authorization: Bearer <access_token>")
         return await self.verify_access_token(token.strip())
 
+    # -- revocation (from auth's events) ---------------------------------------------------
+
+    def revoke_user(self, user_id: str, changed_at: float) -> None:
+        """Tokens of `user_id` issued before `changed_at` (epoch seconds) stop counting."""
+        self._users_changed[user_id] = max(changed_at, self._users_changed.get(user_id, 0.0))
+        # Only as long as a token can live matters; forget older entries.
+        horizon = time.time() - 24 * 3600
+        if len(self._users_changed) > 10_000:
+            self._users_changed = {u: t for u, t in self._users_changed.items() if t > horizon}
+
+    def revoke_api_key(self, api_key_id: str) -> None:
+        self._api_keys = {
+            digest: entry
+            for digest, entry in self._api_keys.items()
+            if entry[1] is None or entry[1].api_key_id != api_key_id
+        }
+
+
+class ServiceCredentials:
+    """The shared secrets internal RPCs carry (`SERVICE_CREDENTIALS`: "current[,previous...]").
+
+    A stand-in for mTLS where no mesh provides workload identity: the first is sent, any is
+    accepted, so a rotation never needs every service restarted at the same instant.
+    """
+
+    def __init__(self, configured: str) -> None:
+        self.accepted: Sequence[bytes] = [
+            c.strip().encode() for c in configured.split(",") if c.strip()
+        ]
+
+    @property
+    def current(self) -> str:
+        return self.accepted[0].decode() if self.accepted else ""
+
+    def check(self, presented: str | None) -> None:
+        if not presented:
+            raise Unauthenticated("internal RPC: send a service credential")
+        given = presented.encode()
+        # Compare with every accepted one, in constant time each.
+        if not any(hmac.compare_digest(given, secret) for secret in self.accepted):
+            raise Unauthenticated("internal RPC: service credential not accepted")
+
 
 @dataclass(slots=True)
 class _CallCredentials:
     authenticator: Authenticator
     metadata: dict[str, str]
+    deadline: float | None = None  # time.monotonic() by which the caller wants an answer
     principal: Principal | None = None
 
 
@@ -120,15 +235,36 @@ _current: contextvars.ContextVar[_CallCredentials | None] = contextvars.ContextV
 )
 
 
-def bind_call(authenticator: Authenticator, metadata: dict[str, str]) -> None:
+def bind_call(
+    authenticator: Authenticator, metadata: dict[str, str], deadline: float | None = None
+) -> None:
     """Called by the server interceptor for each RPC."""
-    _current.set(_CallCredentials(authenticator, metadata))
+    _current.set(_CallCredentials(authenticator, metadata, deadline))
 
 
 def sent_credentials() -> bool:
     """Whether the current caller sent a token or API key at all (valid or not)."""
     call = _current.get()
     return call is not None and any(k in call.metadata for k in ("authorization", "x-api-key"))
+
+
+def forwarded_metadata() -> list[tuple[str, str]]:
+    """The current RPC's caller credentials and Idempotency-Key, to pass on to another service."""
+    call = _current.get()
+    if call is None:
+        return []
+    return [(k, call.metadata[k]) for k in FORWARDED_HEADERS if k in call.metadata]
+
+
+def call_deadline() -> float | None:
+    """When (time.monotonic()) the RPC being served must be answered, if the caller said."""
+    call = _current.get()
+    return call.deadline if call is not None else None
+
+
+async def current_principal() -> Principal | None:
+    """The caller if they sent valid credentials, None if they sent none; bad ones raise."""
+    return await require_user() if sent_credentials() else None
 
 
 async def require_user() -> Principal:
@@ -148,48 +284,36 @@ async def require_admin() -> Principal:
     return principal
 
 
-def remote_authenticator(auth_grpc_addr: str, *, issuer: str, audience: str) -> Authenticator:
-    """For services other than auth: JWKS and API keys come from the auth service over gRPC."""
-    import grpc
+def remote_authenticator(
+    auth: Any, *, issuer: str, audience: str, api_key_cache_seconds: float = 30.0
+) -> Authenticator:
+    """For services other than auth: JWKS and API keys come from the auth service, through
+    `auth`, an `ecom_runtime.clients.ServiceClient` to it."""
     from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
     from google.protobuf.json_format import MessageToDict
 
-    channel: grpc.aio.Channel | None = None
-    api_key_cache: dict[str, tuple[float, Principal | None]] = {}
-
-    def _channel() -> grpc.aio.Channel:
-        nonlocal channel
-        if channel is None:  # created lazily, inside the running event loop
-            channel = grpc.aio.insecure_channel(auth_grpc_addr)
-        return channel
+    from ecom_runtime.errors import Unauthenticated as KeyRefused
 
     async def fetch_jwks() -> list[dict[str, Any]]:
-        stub = auth_pb2_grpc.AuthServiceStub(_channel())
-        response = await stub.GetJwks(auth_pb2.GetJwksRequest(), timeout=3)
+        public = auth.stub(auth_pb2_grpc.AuthServiceStub)
+        response = await public.GetJwks(auth_pb2.GetJwksRequest())
         return [MessageToDict(k, preserving_proto_field_name=True) for k in response.keys]
 
     async def resolve_api_key(key: str) -> Principal | None:
-        # A revoked key may keep working here for up to 30 s: the price of not asking auth on
-        # every request.
-        cached = api_key_cache.get(key)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-        stub = auth_pb2_grpc.AuthInternalServiceStub(_channel())
+        internal = auth.stub(auth_pb2_grpc.AuthInternalServiceStub)
         try:
-            found = await stub.AuthenticateApiKey(
-                auth_pb2.AuthenticateApiKeyRequest(key=key), timeout=3
-            )
-            principal: Principal | None = api_key_principal(found.api_key_id)
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.UNAUTHENTICATED:
-                raise Unavailable("cannot verify API keys right now") from None
-            principal = None
-        if len(api_key_cache) > 10_000:
-            api_key_cache.clear()
-        api_key_cache[key] = (time.monotonic() + 30.0, principal)
-        return principal
+            found = await internal.AuthenticateApiKey(auth_pb2.AuthenticateApiKeyRequest(key=key))
+        except KeyRefused:
+            return None
+        return api_key_principal(found.api_key_id)
 
-    return Authenticator(fetch_jwks, resolve_api_key, issuer=issuer, audience=audience)
+    return Authenticator(
+        fetch_jwks,
+        resolve_api_key,
+        issuer=issuer,
+        audience=audience,
+        api_key_cache_seconds=api_key_cache_seconds,
+    )
 
 
 def api_key_principal(api_key_id: str) -> Principal:

@@ -2,6 +2,9 @@
 
 Services raise these; the server interceptor turns them into a status with `google.rpc`
 details. Anything else becomes INTERNAL with no detail, and is logged with its traceback.
+A refusal a client may act on carries a `reason`: a stable UPPER_SNAKE code sent as
+`google.rpc.ErrorInfo` (each service lists its reasons in its `errors.py`). `from_status`
+turns a status received from another service back into the same domain error.
 """
 
 from __future__ import annotations
@@ -10,23 +13,36 @@ from collections.abc import Iterable, Mapping
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+ERROR_DOMAIN = "ecommerce"
+
+
+def _pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
 
 
 class DomainError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, reason: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason
 
     def details(self) -> list[any_pb2.Any]:
         return []
 
     def to_status(self) -> status_pb2.Status:
-        return status_pb2.Status(
-            code=self.code.value[0], message=self.message, details=self.details()
-        )
+        details = self.details()
+        if self.reason:
+            details.insert(
+                0, _pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN))
+            )
+        return status_pb2.Status(code=self.code.value[0], message=self.message, details=details)
 
 
 class InvalidArgument(DomainError):
@@ -34,21 +50,24 @@ class InvalidArgument(DomainError):
 
     code = grpc.StatusCode.INVALID_ARGUMENT
 
-    def __init__(self, violations: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
+    def __init__(
+        self, violations: Mapping[str, str] | Iterable[tuple[str, str]], *, reason: str = ""
+    ) -> None:
         items = list(violations.items() if isinstance(violations, Mapping) else violations)
         self.violations = items
-        super().__init__("; ".join(f"{field}: {why}" for field, why in items))
+        super().__init__("; ".join(f"{field}: {why}" for field, why in items), reason=reason)
 
     def details(self) -> list[any_pb2.Any]:
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
-                for f, d in self.violations
-            ]
-        )
-        packed = any_pb2.Any()
-        packed.Pack(bad_request)
-        return [packed]
+        return [
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                        for f, d in self.violations
+                    ]
+                )
+            )
+        ]
 
 
 class NotFound(DomainError):
@@ -65,29 +84,35 @@ class FailedPrecondition(DomainError):
     """The request is valid but the system's state refuses it (HTTP 400).
 
     `violations` are (type, subject, description) triples sent as google.rpc.PreconditionFailure,
-    e.g. ("OUT_OF_STOCK", product_id, "only 3 available").
+    e.g. ("OUT_OF_STOCK", product_id, "only 3 available"). The reason defaults to the first
+    violation's type.
     """
 
     code = grpc.StatusCode.FAILED_PRECONDITION
 
-    def __init__(self, message: str, violations: Iterable[tuple[str, str, str]] = ()) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, violations: Iterable[tuple[str, str, str]] = (), *, reason: str = ""
+    ) -> None:
         self.violations = list(violations)
+        super().__init__(
+            message, reason=reason or (self.violations[0][0] if self.violations else "")
+        )
 
     def details(self) -> list[any_pb2.Any]:
         if not self.violations:
             return []
-        failure = error_details_pb2.PreconditionFailure(
-            violations=[
-                error_details_pb2.PreconditionFailure.Violation(
-                    type=kind, subject=subject, description=description
+        return [
+            _pack(
+                error_details_pb2.PreconditionFailure(
+                    violations=[
+                        error_details_pb2.PreconditionFailure.Violation(
+                            type=kind, subject=subject, description=description
+                        )
+                        for kind, subject, description in self.violations
+                    ]
                 )
-                for kind, subject, description in self.violations
-            ]
-        )
-        packed = any_pb2.Any()
-        packed.Pack(failure)
-        return [packed]
+            )
+        ]
 
 
 class Aborted(DomainError):
@@ -112,9 +137,63 @@ class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class DeadlineExceeded(DomainError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 def status_trailers(status: status_pb2.Status) -> tuple[tuple[str, bytes], ...]:
     """The trailer that carries rich details (what grpcio-status's to_status builds)."""
     return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+_BY_CODE: dict[grpc.StatusCode, type[DomainError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        Aborted,
+        Unauthenticated,
+        PermissionDenied,
+        ResourceExhausted,
+        Unavailable,
+        DeadlineExceeded,
+    )
+}
+
+
+def from_status(code: grpc.StatusCode, message: str, details_bin: bytes | None) -> DomainError:
+    """The domain error a status from another service stands for, its details kept.
+
+    A code with no domain meaning here (INTERNAL, UNKNOWN, UNIMPLEMENTED...) is UNAVAILABLE to
+    our caller: the other service failed, not the caller's request.
+    """
+    reason = ""
+    field_violations: list[tuple[str, str]] = []
+    preconditions: list[tuple[str, str, str]] = []
+    if details_bin:
+        for detail in status_pb2.Status.FromString(details_bin).details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason = info.reason
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                field_violations += [(v.field, v.description) for v in bad.field_violations]
+            elif detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+                failure = error_details_pb2.PreconditionFailure()
+                detail.Unpack(failure)
+                preconditions += [(v.type, v.subject, v.description) for v in failure.violations]
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        return Unavailable(message or code.name.lower(), reason=reason)
+    if issubclass(cls, InvalidArgument):
+        return cls(field_violations or [("", message)], reason=reason)
+    if cls is FailedPrecondition:
+        return FailedPrecondition(message, preconditions, reason=reason)
+    return cls(message, reason=reason)
 
 
 assert code_pb2.INVALID_ARGUMENT == grpc.StatusCode.INVALID_ARGUMENT.value[0]

@@ -1,16 +1,16 @@
 """Transactional outbox, its relay to NATS JetStream, and idempotent consumers (inbox).
 
 A service writes an event into its own `outbox` table in the same transaction as the state
-change; the relay publishes it with `Nats-Msg-Id` = event id (JetStream drops duplicates
-within its window) and deletes the row. A consumer records each event id it has applied in
-`inbox` in the same transaction as its effect, so a redelivery changes nothing.
+change (`UnitOfWork.add`, ecom_runtime.db); the relay publishes it with `Nats-Msg-Id` = event
+id (JetStream drops duplicates within its window) and deletes the row. A consumer claims each
+event id in `inbox` (`UnitOfWork.claim_once`) in the same transaction as its effect, so a
+redelivery changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
@@ -32,27 +32,28 @@ from sqlalchemy import (
     Uuid,
     delete,
     func,
-    insert,
     select,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ecom_runtime.telemetry import current_traceparent
+from ecom_runtime.db import Database, UnitOfWork
 
 log = logging.getLogger("ecom.events")
 tracer = trace.get_tracer("ecom.events")
 
 STREAM = "ECOM"
 SUBJECTS = ["ecom.>"]
+PUBLISH_TIMEOUT = 2.0  # seconds JetStream gets to acknowledge a publish
 
 E = TypeVar("E", bound=Message)
 
 
 def add_event_tables(metadata: MetaData) -> tuple[Table, Table]:
-    """The outbox and inbox tables, in the service's own schema."""
+    """The outbox and inbox tables, in the service's own schema.
+
+    The inbox holds claimed `(scope, key)` pairs (`UnitOfWork.claim_once`): a consumer's
+    processed event ids, a provider's webhook event ids, Idempotency-Keys.
+    """
     outbox = Table(
         "outbox",
         metadata,
@@ -66,34 +67,11 @@ def add_event_tables(metadata: MetaData) -> tuple[Table, Table]:
     inbox = Table(
         "inbox",
         metadata,
-        Column("consumer", Text, primary_key=True),
-        Column("event_id", Text, primary_key=True),
-        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("scope", Text, primary_key=True),
+        Column("key", Text, primary_key=True),
+        Column("claimed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     )
     return outbox, inbox
-
-
-async def enqueue(conn: AsyncConnection, outbox: Table, subject: str, event: Message) -> str:
-    """Record `event` for publication when (and only if) the caller's transaction commits.
-
-    Sets `event_id` and `occurred_at` on the message if it has them and they are empty.
-    """
-    descriptor = event.DESCRIPTOR
-    event_id = str(uuid.uuid4())
-    if "event_id" in descriptor.fields_by_name:
-        event_id = getattr(event, "event_id") or event_id  # noqa: B009
-        setattr(event, "event_id", event_id)  # noqa: B010
-    if "occurred_at" in descriptor.fields_by_name and not event.HasField("occurred_at"):
-        getattr(event, "occurred_at").GetCurrentTime()  # noqa: B009
-    await conn.execute(
-        insert(outbox).values(
-            id=uuid.UUID(event_id),
-            subject=subject,
-            payload=event.SerializeToString(),
-            headers=current_traceparent(),
-        )
-    )
-    return event_id
 
 
 async def _log_nats_error(error: Exception) -> None:
@@ -104,6 +82,7 @@ async def connect_jetstream(url: str) -> tuple[nats.NATS, JetStreamContext]:
     nc = await nats.connect(
         url,
         name="ecom",
+        connect_timeout=2,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         error_cb=_log_nats_error,
@@ -123,11 +102,13 @@ async def connect_jetstream(url: str) -> tuple[nats.NATS, JetStreamContext]:
 
 
 class OutboxRelay:
-    def __init__(self, engine: AsyncEngine, outbox: Table, poll_seconds: float = 0.2) -> None:
-        self._engine = engine
-        self._outbox = outbox
+    def __init__(self, db: Database, poll_seconds: float = 0.2) -> None:
+        assert db.outbox is not None
+        self._engine = db.engine
+        self._outbox = db.outbox
         self._poll = poll_seconds
         self._wake = asyncio.Event()
+        db.when_events_committed(self.wake)
 
     def wake(self) -> None:
         """Hint that an event was just committed, to publish it without waiting for a poll."""
@@ -156,21 +137,25 @@ class OutboxRelay:
             ).all()
             for row in rows:
                 headers = {**row.headers, "Nats-Msg-Id": str(row.id)}
-                await js.publish(row.subject, row.payload, headers=headers)
+                await js.publish(row.subject, row.payload, headers=headers, timeout=PUBLISH_TIMEOUT)
             if rows:
                 await conn.execute(delete(o).where(o.c.id.in_([r.id for r in rows])))
         return len(rows)
 
 
-Handler = Callable[[AsyncConnection, E], Awaitable[None]]
+Handler = Callable[[UnitOfWork, E], Awaitable[None]]
+# Claims older than this are forgotten: JetStream cannot redeliver an event older than the
+# stream's max_age (7 days), so remembering it longer protects nothing.
+INBOX_KEEP_SECONDS = 8 * 24 * 3600
 
 
-async def prune_inbox(engine: AsyncEngine, inbox: Table, keep_seconds: float) -> int:
-    """Forgets processed event ids older than `keep_seconds`: JetStream cannot redeliver an
-    event older than the stream's max_age, so remembering it longer protects nothing."""
-    async with engine.begin() as conn:
-        result = await conn.execute(
-            delete(inbox).where(inbox.c.processed_at < func.now() - timedelta(seconds=keep_seconds))
+async def prune_inbox(db: Database, keep_seconds: float = INBOX_KEEP_SECONDS) -> int:
+    """Forgets claims older than `keep_seconds`; how many."""
+    inbox = db.inbox
+    assert inbox is not None
+    async with db.begin() as tx:
+        result = await tx.conn.execute(
+            delete(inbox).where(inbox.c.claimed_at < func.now() - timedelta(seconds=keep_seconds))
         )
     return int(result.rowcount)
 
@@ -181,8 +166,7 @@ class EventConsumer(Generic[E]):
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
-        inbox: Table,
+        db: Database,
         js: JetStreamContext,
         durable: str,
         subject: str,
@@ -191,8 +175,7 @@ class EventConsumer(Generic[E]):
         max_deliver: int = 10,
         ack_wait_seconds: float = 30.0,
     ) -> None:
-        self._engine = engine
-        self._inbox = inbox
+        self._db = db
         self._js = js
         self.durable = durable
         self.subject = subject
@@ -235,14 +218,8 @@ class EventConsumer(Generic[E]):
         context = propagate.extract(headers)
         with tracer.start_as_current_span(f"consume {self.subject}", context=context):
             event = self._type.FromString(message.data)
-            async with self._engine.begin() as conn:
-                claimed = await conn.execute(
-                    pg_insert(self._inbox)
-                    .values(consumer=self.durable, event_id=event_id)
-                    .on_conflict_do_nothing()
-                    .returning(text("1"))
-                )
-                if claimed.first() is None:
+            async with self._db.begin() as tx:
+                if not await tx.claim_once(self.durable, event_id):
                     return False
-                await self._handler(conn, event)
-                return True
+                await self._handler(tx, event)
+            return True

@@ -1,5 +1,7 @@
-"""The one server interceptor every service runs: binds the caller's credentials and trace
-context, maps domain errors to gRPC statuses with details, hides unexpected errors, logs RPCs.
+"""The one server interceptor every service runs: binds the caller's credentials, deadline and
+trace context; refuses internal RPCs without a service credential and strings holding NUL;
+bounds every RPC's time; maps domain errors to gRPC statuses with details, outages of
+PostgreSQL, Redis, NATS or the network to UNAVAILABLE, and hides unexpected errors; logs RPCs.
 
 Request logs: every RPC at DEBUG; at INFO only failures and RPCs slower than a second (a JSON
 line per successful request costs a quarter of a small RPC's throughput; the edge's access log
@@ -8,6 +10,7 @@ can record every request instead).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,8 +21,15 @@ from grpc.aio import AbortError
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
 
-from ecom_runtime.auth import Authenticator, bind_call
-from ecom_runtime.errors import DomainError, status_trailers
+from ecom_runtime.auth import (
+    SERVICE_CREDENTIAL_HEADER,
+    Authenticator,
+    ServiceCredentials,
+    bind_call,
+)
+from ecom_runtime.db import OUTAGE_ERRORS
+from ecom_runtime.errors import DeadlineExceeded, DomainError, Unavailable, status_trailers
+from ecom_runtime.validation import reject_nul
 
 log = logging.getLogger("ecom.rpc")
 
@@ -27,11 +37,27 @@ log = logging.getLogger("ecom.rpc")
 # the per-call context (and out of logs: authorization values are never logged).
 _FORWARDED = ("authorization", "x-api-key", "idempotency-key", "stripe-signature")
 SLOW_SECONDS = 1.0
+# Failures of a dependency rather than of the request: the client may retry (HTTP 503).
+# Redis and NATS clients raise subclasses of ConnectionError/TimeoutError or OSError.
+_DEPENDENCY_ERRORS = (*OUTAGE_ERRORS, ConnectionError, OSError)
+
+
+def _is_internal(method: str) -> bool:
+    """`/ecommerce.catalog.v1.CatalogInternalService/ReserveStock` -> True."""
+    return method.rpartition("/")[0].endswith("InternalService")
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        credentials: ServiceCredentials,
+        *,
+        rpc_timeout_seconds: float = 10.0,
+    ) -> None:
         self._authenticator = authenticator
+        self._credentials = credentials
+        self._rpc_timeout = rpc_timeout_seconds
         # One wrapped handler per method, built on first use rather than on every call.
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
@@ -52,21 +78,36 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
         authenticator = self._authenticator
+        credentials = self._credentials if _is_internal(method) else None
+        rpc_timeout = self._rpc_timeout
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             metadata: dict[str, str] = {}
+            service_credential = None
             trace_token = None
             for key, value in context.invocation_metadata() or ():
                 if key in _FORWARDED and isinstance(value, str):
                     metadata[key] = value
+                elif key == SERVICE_CREDENTIAL_HEADER and isinstance(value, str):
+                    service_credential = value
                 elif key == "traceparent" and isinstance(value, str):
                     # Continue the caller's trace (logs and outbox headers carry its id).
                     trace_token = otel_context.attach(propagate.extract({key: value}))
-            bind_call(authenticator, metadata)
+            # Our own bound first; a caller's shorter deadline wins.
+            budget = rpc_timeout
+            remaining = context.time_remaining()
+            if remaining is not None:
+                budget = min(budget, remaining)
+            bind_call(authenticator, metadata, time.monotonic() + budget)
+            timer = asyncio.timeout(budget)
             try:
-                return await inner(request, context)
+                if credentials is not None:
+                    credentials.check(service_credential)
+                reject_nul(request)
+                async with timer:
+                    return await inner(request, context)
             except DomainError as error:
                 code = error.code
                 await context.abort(
@@ -79,6 +120,16 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             except AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
+            except _DEPENDENCY_ERRORS as failure:
+                refusal: DomainError
+                if isinstance(failure, TimeoutError) and timer.expired():  # our own bound
+                    refusal = DeadlineExceeded("the request took too long; try again")
+                else:
+                    # Logged without the error's text: a driver's message may quote SQL or data.
+                    log.warning("%s: dependency unavailable (%s)", method, type(failure).__name__)
+                    refusal = Unavailable("a service this request needs is unavailable; try again")
+                code = refusal.code
+                await context.abort(code, refusal.message)
             except Exception:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("unhandled error in %s", method)

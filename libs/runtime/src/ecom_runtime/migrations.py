@@ -60,3 +60,19 @@ def upgrade_to_head(script_location: str) -> None:
     config = Config()
     config.set_main_option("script_location", script_location)
     command.upgrade(config, "head")
+
+
+def inbox_to_claims(schema: str) -> None:
+    """The inbox became the store of `claim_once(scope, key)`: (consumer, event_id,
+    processed_at) are renamed (scope, key, claimed_at). For a service's migration."""
+    from alembic import op
+
+    for old, new in (("consumer", "scope"), ("event_id", "key"), ("processed_at", "claimed_at")):
+        op.alter_column("inbox", old, new_column_name=new, schema=schema)
+
+
+def claims_to_inbox(schema: str) -> None:
+    from alembic import op
+
+    for old, new in (("scope", "consumer"), ("key", "event_id"), ("claimed_at", "processed_at")):
+        op.alter_column("inbox", old, new_column_name=new, schema=schema)

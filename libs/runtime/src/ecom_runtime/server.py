@@ -1,51 +1,143 @@
-"""gRPC server bootstrap: health, reflection, interceptors, background tasks, graceful stop."""
+"""The service runtime: a service declares what it is made of (`App`), this runs it.
+
+    return App(
+        name="auth",
+        settings=settings,
+        db=db,                                   # outbox relay and inbox pruning come with it
+        servicers=[AuthServicer(...), UserServicer(...)],
+        consumers=[Consumer("auth-reset-email", RESET_REQUESTED, PasswordResetRequested, fn)],
+        tasks=[every(3600, purge_expired)],
+        startup=[bootstrap_admin],
+    )
+
+`serve` binds the port reporting NOT_SERVING, runs `startup`, starts the supervised background
+work (outbox relay, consumers, revocation listener, `tasks`), then reports SERVING. On SIGTERM
+it reports NOT_SERVING, keeps serving for `shutdown_drain_seconds` so the edge's health checks
+stop routing here first, then lets in-flight RPCs finish and closes everything.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
+from ecommerce.events.v1 import events_pb2
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
-from ecom_runtime.auth import Authenticator
+from ecom_runtime.auth import Authenticator, ServiceCredentials, remote_authenticator
+from ecom_runtime.clients import ServiceClient
 from ecom_runtime.config import ServiceSettings
+from ecom_runtime.db import Database, UnitOfWork
+from ecom_runtime.events import (
+    EventConsumer,
+    OutboxRelay,
+    connect_jetstream,
+    prune_inbox,
+)
 from ecom_runtime.interceptors import RequestInterceptor
 from ecom_runtime.telemetry import tracing_exported
 
 log = logging.getLogger("ecom.server")
 
+Job = Callable[[], Awaitable[Any]]
+# Auth's revocation events; every service applies them to its authenticator.
+USER_ACCESS_CHANGED = "ecom.auth.user_access_changed"
+API_KEY_REVOKED = "ecom.auth.api_key_revoked"
 
-@dataclass
-class Registration:
-    """One servicer: the generated `add_XServicer_to_server` and the proto service's full name."""
 
-    add_to_server: Callable[[Any, grpc.aio.Server], None]
-    servicer: Any
-    full_name: str
+@dataclass(frozen=True)
+class Consumer:
+    """A durable JetStream consumer applying each event of `subject` once, in one unit of work
+    with its inbox claim (`handler(tx, event)`); failures are redelivered with backoff."""
+
+    durable: str
+    subject: str
+    message_type: type[Message]
+    handler: Callable[[UnitOfWork, Any], Awaitable[None]]
+    max_deliver: int = 10
+
+
+def every(seconds: float, job: Job) -> Job:
+    """A background task running `job` now and then every `seconds` (a failure is logged and
+    the next round retries)."""
+
+    async def repeat() -> None:
+        while True:
+            try:
+                await job()
+            except Exception:
+                log.exception("periodic task %s failed", getattr(job, "__name__", job))
+            await asyncio.sleep(seconds)
+
+    repeat.__name__ = f"every_{seconds:g}s_{getattr(job, '__name__', 'job')}"
+    return repeat
 
 
 @dataclass
 class App:
     name: str
     settings: ServiceSettings
-    authenticator: Authenticator
-    services: Sequence[Registration]
-    # Run once before the server reports SERVING (e.g. bootstrap data).
-    startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    # Run after the port is bound, cancelled on shutdown (outbox relay, consumers, sweepers).
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Instances of generated `...Servicer` subclasses; each is registered by its base class.
+    servicers: Sequence[Any]
+    db: Database | None = None
+    # Default: tokens and API keys verified through the auth service.
+    authenticator: Authenticator | None = None
+    consumers: Sequence[Consumer] = ()
+    # Long-running loops, restarted after a crash (see `every`).
+    tasks: Sequence[Job] = ()
+    # Before SERVING, in order.
+    startup: Sequence[Job] = ()
+    # After the server stopped: close clients (the db and auth client are closed anyway).
+    closing: Sequence[Job] = ()
+    credentials: ServiceCredentials = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.credentials = ServiceCredentials(self.settings.service_credentials)
+        self._auth_client: ServiceClient | None = None
+        if self.authenticator is None:
+            self._auth_client = self.client("auth", self.settings.auth_grpc_addr)
+            self.authenticator = remote_authenticator(
+                self._auth_client,
+                issuer=self.settings.jwt_issuer,
+                audience=self.settings.jwt_audience,
+            )
+
+    def client(self, name: str, target: str) -> ServiceClient:
+        """A client for another service, carrying this service's credential."""
+        return ServiceClient(name, target, credential=self.credentials.current)
+
+
+def _register(servicer: Any, server: grpc.aio.Server) -> str:
+    """Adds a servicer by its generated base class; returns the proto service's full name."""
+    for base in type(servicer).__mro__:
+        module_name = base.__module__
+        if module_name.endswith("_pb2_grpc") and base.__name__.endswith("Servicer"):
+            module = importlib.import_module(module_name)
+            service = base.__name__.removesuffix("Servicer")
+            getattr(module, f"add_{base.__name__}_to_server")(servicer, server)
+            pb2 = importlib.import_module(module_name.removesuffix("_grpc"))
+            return str(pb2.DESCRIPTOR.services_by_name[service].full_name)
+    raise TypeError(f"{type(servicer).__name__} does not extend a generated Servicer")
 
 
 async def serve(app: App) -> None:
-    interceptors: list[grpc.aio.ServerInterceptor] = [RequestInterceptor(app.authenticator)]
+    settings = app.settings
+    assert app.authenticator is not None
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        RequestInterceptor(
+            app.authenticator, app.credentials, rpc_timeout_seconds=settings.rpc_timeout_seconds
+        )
+    ]
     if tracing_exported():
         interceptors.insert(0, aio_server_interceptor())
     server = grpc.aio.server(
@@ -56,11 +148,9 @@ async def serve(app: App) -> None:
             ("grpc.max_receive_message_length", 4 * 1024 * 1024),
         ],
     )
-    for registration in app.services:
-        registration.add_to_server(registration.servicer, server)
+    names = [_register(servicer, server) for servicer in app.servicers]
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [r.full_name for r in app.services]
     reflection.enable_server_reflection(
         [
             *names,
@@ -69,14 +159,17 @@ async def serve(app: App) -> None:
         ],
         server,
     )
-    address = f"{app.settings.grpc_host}:{app.settings.grpc_port}"
+    # Bound but not ready: the health service says so until start-up work is done.
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
     if server.add_insecure_port(address) == 0:
         raise SystemExit(f"{app.name}: cannot listen on {address}")
     await server.start()
 
-    for hook in app.startup:
-        await hook()
-    tasks = [asyncio.create_task(_supervised(job)) for job in app.background]
+    for job in app.startup:
+        await job()
+    tasks = [asyncio.create_task(_supervised(job)) for job in _background(app)]
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"address": address, "services": names})
@@ -88,17 +181,91 @@ async def serve(app: App) -> None:
     await stop.wait()
 
     log.info("shutting down")
-    # Fail health first so the edge stops routing here, then let in-flight RPCs finish.
+    # Fail health first and keep serving while the edge notices, then drain and stop.
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(app.settings.shutdown_grace_seconds)
+    await asyncio.sleep(settings.shutdown_drain_seconds)
+    await server.stop(settings.shutdown_grace_seconds)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    for hook in app.on_shutdown:
-        await hook()
+    for job in app.closing:
+        await job()
+    if app._auth_client is not None:
+        await app._auth_client.close()
+    if app.db is not None:
+        await app.db.dispose()
 
 
-async def _supervised(job: Callable[[], Awaitable[None]]) -> None:
+def _background(app: App) -> list[Job]:
+    jobs: list[Job] = [*app.tasks]
+
+    async def events() -> None:
+        nc, js = await connect_jetstream(app.settings.nats_url)
+        loops = [_watch_revocations(js, app)]
+        if app.db is not None and app.db.outbox is not None:
+            loops.append(OutboxRelay(app.db, app.settings.outbox_poll_seconds).run(js))
+        for spec in app.consumers:
+            assert app.db is not None, "consumers need a database with an inbox"
+            consumer = EventConsumer(
+                db=app.db,
+                js=js,
+                durable=spec.durable,
+                subject=spec.subject,
+                message_type=spec.message_type,
+                handler=spec.handler,
+                max_deliver=spec.max_deliver,
+            )
+            loops.append(consumer.run())
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            await nc.close()
+
+    jobs.append(events)
+    if app.db is not None and app.db.inbox is not None:
+        db = app.db
+
+        async def prune_claims() -> None:
+            if removed := await prune_inbox(db):
+                log.info("inbox pruned", extra={"count": removed})
+
+        jobs.append(every(3600, prune_claims))
+    return jobs
+
+
+async def _watch_revocations(js: Any, app: App) -> None:
+    """Applies auth's revocation events to this process's authenticator, within seconds.
+
+    An ordered (ephemeral) consumer per process, starting a day back: a process that just
+    started still learns of a change made while an access token issued before it may live.
+    """
+    from nats.js.api import ConsumerConfig, DeliverPolicy
+
+    authenticator = app.authenticator
+    assert authenticator is not None
+    since = datetime.now(UTC) - timedelta(days=1)
+
+    async def apply(message: Any) -> None:
+        if message.subject == USER_ACCESS_CHANGED:
+            changed = events_pb2.UserAccessChanged.FromString(message.data)
+            authenticator.revoke_user(changed.user_id, changed.occurred_at.ToMicroseconds() / 1e6)
+        else:
+            revoked = events_pb2.ApiKeyRevoked.FromString(message.data)
+            authenticator.revoke_api_key(revoked.api_key_id)
+
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
+    subscriptions = [
+        await js.subscribe(subject, cb=apply, ordered_consumer=True, config=config)
+        for subject in (USER_ACCESS_CHANGED, API_KEY_REVOKED)
+    ]
+    try:
+        await asyncio.Event().wait()  # the callbacks do the work until we are cancelled
+    finally:
+        for subscription in subscriptions:
+            await subscription.unsubscribe()
+
+
+async def _supervised(job: Job) -> None:
     """Keep a background loop alive: log a crash and restart it after a pause."""
     while True:
         try:
@@ -111,26 +278,10 @@ async def _supervised(job: Callable[[], Awaitable[None]]) -> None:
             await asyncio.sleep(1.0)
 
 
-def unimplemented_registrations(grpc_module: Any, pb2_module: Any) -> list[Registration]:
-    """Every service of a generated module with its base servicer, which answers UNIMPLEMENTED:
+def unimplemented_servicers(grpc_module: Any, pb2_module: Any) -> list[Any]:
+    """Every service of a generated module as its base servicer, which answers UNIMPLEMENTED:
     what a service not built yet serves, so the edge and health checks already work."""
-    registrations = []
-    for service in pb2_module.DESCRIPTOR.services_by_name.values():
-        base = getattr(grpc_module, f"{service.name}Servicer")
-        add = getattr(grpc_module, f"add_{service.name}Servicer_to_server")
-        registrations.append(Registration(add, base(), service.full_name))
-    return registrations
-
-
-def placeholder_app(name: str, settings: ServiceSettings, pb2_module: Any, grpc_module: Any) -> App:
-    """A service whose RPCs are not written yet: real health, auth wiring and UNIMPLEMENTED."""
-    from ecom_runtime.auth import remote_authenticator
-
-    return App(
-        name=name,
-        settings=settings,
-        authenticator=remote_authenticator(
-            settings.auth_grpc_addr, issuer=settings.jwt_issuer, audience=settings.jwt_audience
-        ),
-        services=unimplemented_registrations(grpc_module, pb2_module),
-    )
+    return [
+        getattr(grpc_module, f"{service.name}Servicer")()
+        for service in pb2_module.DESCRIPTOR.services_by_name.values()
+    ]

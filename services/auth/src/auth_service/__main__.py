@@ -10,10 +10,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ecom_runtime.cli import run_service_cli
-from ecom_runtime.db import create_engine
 
 from auth_service.config import AuthSettings
-from auth_service.server import build_accounts, build_app
+from auth_service.server import build_app, build_parts, token_signer
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -25,11 +24,11 @@ def create_admin(args: argparse.Namespace) -> None:
     settings = AuthSettings()
 
     async def run() -> None:
-        engine = create_engine(settings.database_url, pool_size=1)
         # It signs no tokens: a throwaway key, so no key file is read or created here.
-        accounts, _ = build_accounts(settings, engine, signing_key=Ed25519PrivateKey.generate())
-        user = await accounts.ensure_admin(args.email, password, args.name)
-        await engine.dispose()
+        signer = token_signer(settings, Ed25519PrivateKey.generate())
+        parts = build_parts(settings, signer, pool_size=1)
+        user = await parts.users.ensure_admin(args.email, password, args.name)
+        await parts.db.dispose()
         print(f"admin ready: {user.email} ({user.id})")
 
     asyncio.run(run())

@@ -69,14 +69,16 @@ class TokenSigner:
         return {**jwk, "kid": _b64url(thumbprint), "alg": "EdDSA", "use": "sig"}
 
     def issue(self, user_id: uuid.UUID, role: str) -> str:
-        now = int(time.time())
+        now = time.time()
         claims = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": str(user_id),
             "role": role,
-            "iat": now,
-            "exp": now + self.ttl_seconds,
+            # Milliseconds (RFC 7519 allows fractions): a revocation must tell a token issued
+            # just before it from one issued just after, in the same second.
+            "iat": round(now, 3),
+            "exp": int(now) + self.ttl_seconds,
             "jti": uuid.uuid4().hex,
         }
         return jwt.encode(claims, self.key, algorithm="EdDSA", headers={"kid": self.kid})

@@ -1,126 +1,116 @@
-"""Wiring: settings → engine, keys, hasher, mailer → servicers, relay and email consumer."""
+"""What the auth service is made of; ecom_runtime.server runs it."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ecom_runtime.auth import Authenticator, Principal, api_key_principal
-from ecom_runtime.db import create_engine
+from ecom_runtime.db import Database, create_engine
 from ecom_runtime.email import EmailSender
-from ecom_runtime.events import EventConsumer, OutboxRelay, connect_jetstream, prune_inbox
-from ecom_runtime.server import App, Registration
-from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
+from ecom_runtime.server import App, Consumer, every
 from ecommerce.events.v1 import events_pb2
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+from auth_service.api_keys import ApiKeys
 from auth_service.config import AuthSettings
-from auth_service.domain import SUBJECT_PASSWORD_RESET_REQUESTED, Accounts
+from auth_service.events import PASSWORD_RESET_REQUESTED, PUBLISHED
 from auth_service.keys import TokenSigner, load_or_create_key
+from auth_service.password_reset import PasswordResets
 from auth_service.passwords import PasswordHasher
 from auth_service.servicer import AuthInternalServicer, AuthServicer, UserServicer
+from auth_service.sessions import Sessions
 from auth_service.store import inbox, outbox
+from auth_service.users import Users
 
 log = logging.getLogger("auth")
 
 
-def build_accounts(
-    settings: AuthSettings,
-    engine: AsyncEngine,
-    relay: OutboxRelay | None = None,
-    *,
-    signing_key: Ed25519PrivateKey | None = None,
-) -> tuple[Accounts, TokenSigner]:
-    signer = TokenSigner(
-        key=signing_key
+@dataclass
+class Parts:
+    db: Database
+    sessions: Sessions
+    resets: PasswordResets
+    users: Users
+    api_keys: ApiKeys
+
+
+def build_parts(settings: AuthSettings, signer: TokenSigner, *, pool_size: int = 0) -> Parts:
+    engine = create_engine(
+        settings.database_url,
+        pool_size=pool_size or settings.database_pool_size,
+        connect_timeout=settings.database_connect_timeout_seconds,
+        pool_timeout=settings.database_pool_timeout_seconds,
+        statement_timeout=settings.database_statement_timeout_seconds,
+    )
+    db = Database(engine, outbox=outbox, inbox=inbox, subjects=PUBLISHED)
+    hasher = PasswordHasher(settings.auth_bcrypt_cost)
+    return Parts(
+        db=db,
+        sessions=Sessions(db, settings, signer, hasher),
+        resets=PasswordResets(db, settings, hasher, EmailSender(settings)),
+        users=Users(db, hasher),
+        api_keys=ApiKeys(db),
+    )
+
+
+def token_signer(settings: AuthSettings, key: Ed25519PrivateKey | None = None) -> TokenSigner:
+    return TokenSigner(
+        key=key
         or load_or_create_key(settings.auth_jwt_private_key, settings.auth_jwt_private_key_file),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         ttl_seconds=settings.auth_access_token_ttl_seconds,
     )
-    accounts = Accounts(
-        engine,
-        settings,
-        signer,
-        PasswordHasher(settings.auth_bcrypt_cost),
-        EmailSender(settings),
-        events_committed=relay.wake if relay else lambda: None,
-    )
-    return accounts, signer
 
 
 def build_app(settings: AuthSettings | None = None) -> App:
     settings = settings or AuthSettings()
-    engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
-    relay = OutboxRelay(engine, outbox, settings.outbox_poll_seconds)
-    accounts, signer = build_accounts(settings, engine, relay)
+    signer = token_signer(settings)
+    parts = build_parts(settings, signer)
 
-    async def fetch_jwks() -> list[dict[str, str]]:
+    async def jwks() -> list[dict[str, str]]:
         return [signer.public_jwk]
 
     async def resolve_api_key(key: str) -> Principal | None:
-        row = await accounts.find_api_key(key)
+        row = await parts.api_keys.find(key)
         return api_key_principal(str(row.id)) if row else None
-
-    async def events() -> None:
-        nc, js = await connect_jetstream(settings.nats_url)
-        reset_emails = EventConsumer(
-            engine=engine,
-            inbox=inbox,
-            js=js,
-            durable="auth-password-reset-email",
-            subject=SUBJECT_PASSWORD_RESET_REQUESTED,
-            message_type=events_pb2.PasswordResetRequested,
-            handler=accounts.send_reset_email,
-        )
-        try:
-            await asyncio.gather(relay.run(js), reset_emails.run())
-        finally:
-            await nc.close()
-
-    async def housekeeping() -> None:
-        while True:
-            removed = await accounts.purge_expired()
-            removed += await prune_inbox(engine, inbox, keep_seconds=8 * 24 * 3600)
-            if removed:
-                log.info("housekeeping removed %d expired rows", removed)
-            await asyncio.sleep(3600)
 
     async def bootstrap_admin() -> None:
         if settings.auth_admin_email and settings.auth_admin_password:
-            await accounts.ensure_admin(settings.auth_admin_email, settings.auth_admin_password)
-            log.info("admin account ensured", extra={"email": settings.auth_admin_email})
+            await parts.users.bootstrap_admin(
+                settings.auth_admin_email, settings.auth_admin_password
+            )
 
-    async def close() -> None:
-        await engine.dispose()
+    async def purge_expired() -> None:
+        if removed := await parts.sessions.purge_expired() + await parts.resets.purge_expired():
+            log.info("expired tokens removed", extra={"count": removed})
 
-    authenticator = Authenticator(
-        fetch_jwks, resolve_api_key, issuer=settings.jwt_issuer, audience=settings.jwt_audience
-    )
-    descriptor = auth_pb2.DESCRIPTOR.services_by_name
     return App(
         name="auth",
         settings=settings,
-        authenticator=authenticator,
-        services=[
-            Registration(
-                auth_pb2_grpc.add_AuthServiceServicer_to_server,
-                AuthServicer(accounts, signer),
-                descriptor["AuthService"].full_name,
-            ),
-            Registration(
-                auth_pb2_grpc.add_UserServiceServicer_to_server,
-                UserServicer(accounts),
-                descriptor["UserService"].full_name,
-            ),
-            Registration(
-                auth_pb2_grpc.add_AuthInternalServiceServicer_to_server,
-                AuthInternalServicer(accounts),
-                descriptor["AuthInternalService"].full_name,
-            ),
+        db=parts.db,
+        # Keys and API keys are ours: no network hop, no API key cache to go stale.
+        authenticator=Authenticator(
+            jwks,
+            resolve_api_key,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            api_key_cache_seconds=0,
+        ),
+        servicers=[
+            AuthServicer(parts.sessions, parts.resets, parts.users, parts.api_keys, signer),
+            UserServicer(parts.users),
+            AuthInternalServicer(parts.api_keys),
         ],
-        background=[events, housekeeping],
+        consumers=[
+            Consumer(
+                "auth-password-reset-email",
+                PASSWORD_RESET_REQUESTED,
+                events_pb2.PasswordResetRequested,
+                parts.resets.send_email,
+            )
+        ],
+        tasks=[every(3600, purge_expired)],
         startup=[bootstrap_admin],
-        on_shutdown=[close],
     )

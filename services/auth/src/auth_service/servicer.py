@@ -1,4 +1,5 @@
-"""gRPC servicers: proto messages in and out; the rules live in domain.Accounts."""
+"""gRPC servicers: proto messages in and out; the rules live in sessions, password_reset,
+users and api_keys."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from ecom_runtime.validation import parse_uuid
 from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
 from sqlalchemy import Row
 
-from auth_service.domain import Accounts, Session
+from auth_service import errors
+from auth_service.api_keys import ApiKeys
 from auth_service.keys import TokenSigner
+from auth_service.password_reset import PasswordResets
+from auth_service.sessions import Session, Sessions
+from auth_service.users import Users
 
 _ROLE_TO_PROTO = {ROLE_CUSTOMER: auth_pb2.ROLE_CUSTOMER, ROLE_ADMIN: auth_pb2.ROLE_ADMIN}
 _ROLE_FROM_PROTO = {v: k for k, v in _ROLE_TO_PROTO.items()}
@@ -45,32 +50,42 @@ def session_message(session: Session) -> auth_pb2.AuthSession:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, accounts: Accounts, signer: TokenSigner) -> None:
-        self._accounts = accounts
+    def __init__(
+        self,
+        sessions: Sessions,
+        resets: PasswordResets,
+        users: Users,
+        api_keys: ApiKeys,
+        signer: TokenSigner,
+    ) -> None:
+        self._sessions = sessions
+        self._resets = resets
+        self._users = users
+        self._api_keys = api_keys
         self._jwks = auth_pb2.GetJwksResponse(keys=[auth_pb2.JsonWebKey(**signer.public_jwk)])
 
     async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> Any:
-        session = await self._accounts.register(request.email, request.password, request.name)
+        session = await self._sessions.register(request.email, request.password, request.name)
         return session_message(session)
 
     async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> Any:
-        return session_message(await self._accounts.login(request.email, request.password))
+        return session_message(await self._sessions.login(request.email, request.password))
 
     async def Refresh(self, request: auth_pb2.RefreshRequest, context: Context) -> Any:
-        return session_message(await self._accounts.refresh(request.refresh_token))
+        return session_message(await self._sessions.refresh(request.refresh_token))
 
     async def Logout(self, request: auth_pb2.LogoutRequest, context: Context) -> Any:
-        await self._accounts.logout(request.refresh_token)
+        await self._sessions.logout(request.refresh_token)
         return auth_pb2.LogoutResponse()
 
     async def ForgotPassword(
         self, request: auth_pb2.ForgotPasswordRequest, context: Context
     ) -> Any:
-        await self._accounts.forgot_password(request.email)
+        await self._resets.request(request.email)
         return auth_pb2.ForgotPasswordResponse()
 
     async def ResetPassword(self, request: auth_pb2.ResetPasswordRequest, context: Context) -> Any:
-        await self._accounts.reset_password(request.token, request.new_password)
+        await self._resets.reset(request.token, request.new_password)
         return auth_pb2.ResetPasswordResponse()
 
     async def GetMe(self, request: auth_pb2.GetMeRequest, context: Context) -> Any:
@@ -78,9 +93,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if principal.user_id is None:
             raise PermissionDenied("an API key has no user profile")
         try:
-            user = await self._accounts.get_user(parse_uuid("sub", principal.user_id))
+            user = await self._users.get(parse_uuid("sub", principal.user_id))
         except NotFound:
-            raise Unauthenticated("this account no longer exists") from None
+            raise Unauthenticated(
+                "this account no longer exists", reason=errors.ACCOUNT_GONE
+            ) from None
         return auth_pb2.GetMeResponse(user=user_message(user))
 
     async def GetJwks(self, request: auth_pb2.GetJwksRequest, context: Context) -> Any:
@@ -88,12 +105,17 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def CreateApiKey(self, request: auth_pb2.CreateApiKeyRequest, context: Context) -> Any:
         admin = await require_admin()
-        row, key = await self._accounts.create_api_key(request.name, created_by=admin.subject)
+        if admin.user_id is None:  # a leaked key must not be able to mint its successors
+            raise PermissionDenied(
+                "API keys cannot create API keys; sign in as an admin",
+                reason=errors.API_KEY_CANNOT_MANAGE_KEYS,
+            )
+        row, key = await self._api_keys.create(request.name, created_by=admin.subject)
         return auth_pb2.CreateApiKeyResponse(api_key=api_key_message(row), key=key)
 
     async def ListApiKeys(self, request: auth_pb2.ListApiKeysRequest, context: Context) -> Any:
         await require_admin()
-        page = await self._accounts.list_api_keys(request.page_size, request.page_token)
+        page = await self._api_keys.list(request.page_size, request.page_token)
         return auth_pb2.ListApiKeysResponse(
             api_keys=[api_key_message(r) for r in page.rows],
             next_page_token=page.next_page_token,
@@ -101,17 +123,17 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def DeleteApiKey(self, request: auth_pb2.DeleteApiKeyRequest, context: Context) -> Any:
         await require_admin()
-        await self._accounts.revoke_api_key(parse_uuid("id", request.id))
+        await self._api_keys.revoke(parse_uuid("id", request.id))
         return auth_pb2.DeleteApiKeyResponse()
 
 
 class UserServicer(auth_pb2_grpc.UserServiceServicer):
-    def __init__(self, accounts: Accounts) -> None:
-        self._accounts = accounts
+    def __init__(self, users: Users) -> None:
+        self._users = users
 
     async def ListUsers(self, request: auth_pb2.ListUsersRequest, context: Context) -> Any:
         await require_admin()
-        page = await self._accounts.list_users(request.page_size, request.page_token)
+        page = await self._users.list(request.page_size, request.page_token)
         return auth_pb2.ListUsersResponse(
             users=[user_message(r) for r in page.rows],
             next_page_token=page.next_page_token,
@@ -120,13 +142,13 @@ class UserServicer(auth_pb2_grpc.UserServiceServicer):
 
     async def GetUser(self, request: auth_pb2.GetUserRequest, context: Context) -> Any:
         await require_admin()
-        return user_message(await self._accounts.get_user(parse_uuid("id", request.id)))
+        return user_message(await self._users.get(parse_uuid("id", request.id)))
 
     async def UpdateUser(self, request: auth_pb2.UpdateUserRequest, context: Context) -> Any:
         await require_admin()
         if request.role not in (auth_pb2.ROLE_UNSPECIFIED, *_ROLE_FROM_PROTO):
             raise InvalidArgument({"role": "must be ROLE_CUSTOMER or ROLE_ADMIN"})
-        user = await self._accounts.update_user(
+        user = await self._users.update(
             parse_uuid("id", request.id),
             name=request.name if request.HasField("name") else None,
             email=request.email if request.HasField("email") else None,
@@ -136,18 +158,18 @@ class UserServicer(auth_pb2_grpc.UserServiceServicer):
 
     async def DeleteUser(self, request: auth_pb2.DeleteUserRequest, context: Context) -> Any:
         await require_admin()
-        await self._accounts.delete_user(parse_uuid("id", request.id))
+        await self._users.delete(parse_uuid("id", request.id))
         return auth_pb2.DeleteUserResponse()
 
 
 class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
-    def __init__(self, accounts: Accounts) -> None:
-        self._accounts = accounts
+    def __init__(self, api_keys: ApiKeys) -> None:
+        self._api_keys = api_keys
 
     async def AuthenticateApiKey(
         self, request: auth_pb2.AuthenticateApiKeyRequest, context: Context
     ) -> Any:
-        row = await self._accounts.find_api_key(request.key) if request.key else None
+        row = await self._api_keys.find(request.key) if request.key else None
         if row is None:
             raise Unauthenticated("API key invalid or revoked")
         return auth_pb2.AuthenticateApiKeyResponse(api_key_id=str(row.id), name=row.name)

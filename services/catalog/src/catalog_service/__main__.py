@@ -21,7 +21,7 @@ def reindex(args: argparse.Namespace) -> None:
     from ecom_runtime.db import create_engine
     from elasticsearch import AsyncElasticsearch
 
-    from catalog_service.products import live_snapshots
+    from catalog_service.events import live_snapshots
     from catalog_service.search_elasticsearch import ElasticsearchSearch
 
     settings = CatalogSettings()

@@ -13,12 +13,18 @@ until it succeeds, so a cache that comes back cannot serve pages older than the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as redis
+from ecom_runtime.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from redis.exceptions import RedisError
 
 log = logging.getLogger("catalog.cache")
@@ -34,6 +40,56 @@ return {version, redis.call('GET', 'catalog:cache:' .. version .. ':' .. ARGV[1]
 def cache_key(kind: str, request: bytes) -> str:
     """A short name for a request: its kind and a digest of its deterministic encoding."""
     return f"{kind}:{hashlib.blake2b(request, digest_size=16).hexdigest()}"
+
+
+# The sort a request without one gets, by request type (as the servicer defaults it).
+_DEFAULT_SORTS = {
+    "ecommerce.catalog.v1.ListProductsRequest": "newest",
+    "ecommerce.catalog.v1.ListCategoryProductsRequest": "newest",
+    "ecommerce.catalog.v1.SearchProductsRequest": "relevance",
+}
+_ID_FIELDS = ("id", "category_id")  # parsed as UUIDs: any spelling uuid.UUID takes is one id
+
+
+def normalized_request(request: Message) -> Message:
+    """A copy of `request` with what the answer does not depend on put one way.
+
+    So variants of one question share a cache entry, and nobody can fill Redis with them:
+    page_size 0 is the default and anything above the maximum is the maximum (AIP-158); an
+    empty sort is the RPC's default sort; ids are in canonical form; the search words are
+    trimmed, lower-cased and single-spaced (both backends ignore case and spacing); fields
+    this server does not know are dropped. Accents are kept: PostgreSQL's unaccent rules and
+    Elasticsearch's asciifolding each fold their own set of characters, neither is Unicode's
+    decomposition, so folding here could give two different answers one key.
+
+    Only for requests that passed validation: an invalid one is never cached anyway.
+    """
+    normal: Any = type(request)()  # Any: the fields depend on the request type
+    normal.CopyFrom(request)
+    normal.DiscardUnknownFields()
+    fields = normal.DESCRIPTOR.fields_by_name
+    if "page_size" in fields:
+        size = normal.page_size
+        if size == 0:
+            normal.page_size = DEFAULT_PAGE_SIZE
+        elif size > MAX_PAGE_SIZE:
+            normal.page_size = MAX_PAGE_SIZE
+    default_sort = _DEFAULT_SORTS.get(normal.DESCRIPTOR.full_name)
+    if default_sort and "sort" in fields and not normal.sort:
+        normal.sort = default_sort
+    for name in _ID_FIELDS:
+        if name in fields and fields[name].type == FieldDescriptor.TYPE_STRING:
+            value = getattr(normal, name)
+            with contextlib.suppress(ValueError):
+                setattr(normal, name, str(uuid.UUID(value)) if value else value)
+    if "q" in fields:
+        normal.q = " ".join(normal.q.split()).lower()
+    return normal
+
+
+def normalized_key(kind: str, request: Message) -> str:
+    """cache_key of the request once normalized: one key per distinct answer."""
+    return cache_key(kind, normalized_request(request).SerializeToString(deterministic=True))
 
 
 class CatalogCache:

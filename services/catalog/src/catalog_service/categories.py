@@ -7,12 +7,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ecom_runtime.db import Database
 from ecom_runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from ecom_runtime.validation import Violations, parse_uuid
-from sqlalchemy import Row, func, insert, literal, select, text, update
+from sqlalchemy import Row, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from catalog_service import errors
+from catalog_service.cache import CatalogCache
+from catalog_service.locks import lock_category_tree
 from catalog_service.store import categories
 
 SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -62,12 +66,13 @@ async def ancestor_ids(conn: AsyncConnection, category_id: uuid.UUID | None) -> 
 
 
 class Categories:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, cache: CatalogCache) -> None:
+        self._db = db
+        self._cache = cache
 
     async def tree(self) -> list[CategoryNode]:
         """The whole tree from one query, assembled in memory."""
-        async with self._engine.connect() as conn:
+        async with self._db.connect() as conn:
             rows = (await conn.execute(select(categories).order_by(categories.c.name))).all()
         nodes = {r.id: CategoryNode(r.id, r.name, r.slug, r.parent_id) for r in rows}
         roots: list[CategoryNode] = []
@@ -79,14 +84,14 @@ class Categories:
     async def names(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
         if not ids:
             return {}
-        async with self._engine.connect() as conn:
+        async with self._db.connect() as conn:
             rows = await conn.execute(
                 select(categories.c.id, categories.c.name).where(categories.c.id.in_(ids))
             )
         return {row.id: row.name for row in rows}
 
     async def get(self, category_id: uuid.UUID) -> Row[Any]:
-        async with self._engine.connect() as conn:
+        async with self._db.connect() as conn:
             row = (
                 await conn.execute(select(categories).where(categories.c.id == category_id))
             ).first()
@@ -101,18 +106,21 @@ class Categories:
         parent = parse_uuid("parent_id", parent_id) if parent_id else None
         violations.raise_if_any()
         try:
-            async with self._engine.begin() as conn:
+            async with self._db.begin() as tx:
                 if parent is not None:
-                    await self._require_parent(conn, parent)
+                    await self._require_parent(tx.conn, parent)
+                tx.on_commit(self._cache.invalidate)
                 return (
-                    await conn.execute(
+                    await tx.conn.execute(
                         insert(categories)
                         .values(id=uuid.uuid4(), name=name.strip(), slug=slug, parent_id=parent)
                         .returning(*categories.c)
                     )
                 ).one()
         except IntegrityError:
-            raise AlreadyExists({"slug": "is already used by another category"}) from None
+            raise AlreadyExists(
+                {"slug": "is already used by another category"}, reason=errors.SLUG_TAKEN
+            ) from None
 
     async def update(
         self, category_id: uuid.UUID, name: str | None, slug: str | None, parent_id: str | None
@@ -128,10 +136,9 @@ class Categories:
             changes["parent_id"] = parse_uuid("parent_id", parent_id) if parent_id else None
         violations.raise_if_any()
         try:
-            async with self._engine.begin() as conn:
-                # Serialise tree moves: two concurrent moves could otherwise make a cycle
-                # together that neither makes alone.
-                await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('catalog.tree'))"))
+            async with self._db.begin() as tx:
+                conn = tx.conn
+                await lock_category_tree(conn)
                 current = (
                     await conn.execute(
                         select(categories).where(categories.c.id == category_id).with_for_update()
@@ -144,10 +151,12 @@ class Categories:
                     await self._require_parent(conn, new_parent)
                     if new_parent in await descendant_ids(conn, category_id):
                         raise InvalidArgument(
-                            {"parent_id": "cannot be the category itself or one of its descendants"}
+                            {"parent_id": "cannot be the category or one of its descendants"},
+                            reason=errors.CATEGORY_CYCLE,
                         )
                 if not changes:
                     return current
+                tx.on_commit(self._cache.invalidate)
                 return (
                     await conn.execute(
                         update(categories)
@@ -157,7 +166,9 @@ class Categories:
                     )
                 ).one()
         except IntegrityError:
-            raise AlreadyExists({"slug": "is already used by another category"}) from None
+            raise AlreadyExists(
+                {"slug": "is already used by another category"}, reason=errors.SLUG_TAKEN
+            ) from None
 
     async def _require_parent(self, conn: AsyncConnection, parent: uuid.UUID) -> None:
         found = await conn.execute(select(categories.c.id).where(categories.c.id == parent))

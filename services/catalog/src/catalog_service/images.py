@@ -11,18 +11,19 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from ecom_runtime.db import Database
 from ecom_runtime.errors import InvalidArgument, NotFound
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from catalog_service.cache import CatalogCache
 from catalog_service.config import CatalogSettings
+from catalog_service.events import announce_changed
 from catalog_service.products import MAX_IMAGES
 from catalog_service.store import pending_images, products
 
@@ -31,27 +32,23 @@ log = logging.getLogger("catalog.images")
 CONTENT_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 UPLOAD_SECONDS = 15 * 60
 
-Announce = Callable[[AsyncConnection, Sequence[uuid.UUID]], Awaitable[None]]
-
 
 class Images:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        settings: CatalogSettings,
-        *,
-        announce: Announce,
-        after_commit: Callable[[], Awaitable[None]],
-    ) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, settings: CatalogSettings, cache: CatalogCache) -> None:
+        self._db = db
         self._settings = settings
-        self._announce = announce
-        self._after_commit = after_commit
+        self._cache = cache
         self._s3 = boto3.client(
             "s3",
             endpoint_url=settings.s3_endpoint_url or None,
             region_name=settings.s3_region,
-            config=Config(signature_version="s3v4", retries={"max_attempts": 2}),
+            config=Config(
+                signature_version="s3v4",
+                retries={"max_attempts": 2},
+                # A hung S3 must not hang a request, the image checker or the start for long.
+                connect_timeout=3,
+                read_timeout=5,
+            ),
         )
         endpoint = settings.s3_endpoint_url or f"https://s3.{settings.s3_region}.amazonaws.com"
         self._base_url = (
@@ -59,19 +56,52 @@ class Images:
         ).rstrip("/")
 
     async def ensure_bucket(self) -> None:
-        """Creates the bucket, publicly readable, when missing (the local stack).
+        """Creates the bucket, publicly readable, when S3 says it does not exist (local stack).
 
         Production buckets are made by the platform team (often behind a CDN); this never
-        changes an existing bucket. S3 being unreachable must not stop the catalog starting.
+        changes an existing bucket: a HEAD refused for any other reason than "no such bucket"
+        (403: it exists but we may not look), a create that finds the bucket there already, a
+        bucket that already has a policy, all leave it as it is. S3 being unreachable must not
+        stop the catalog starting.
         """
         bucket = self._settings.s3_bucket
         try:
             await asyncio.to_thread(self._s3.head_bucket, Bucket=bucket)
             return
-        except ClientError:
-            pass
+        except ClientError as error:
+            # A HEAD has no body: the status is all there is ("404"); some stores say more.
+            missing = error.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket") or (
+                error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404
+            )
+            if not missing:
+                log.warning("S3 bucket %s not checked, left as it is: %s", bucket, error)
+                return
         except Exception as error:  # endpoint down: uploads fail until it is back
             log.warning("S3 unreachable, image uploads will fail: %s", error)
+            return
+        region = self._settings.s3_region
+        where = {} if region == "us-east-1" else {"LocationConstraint": region}
+        try:
+            await asyncio.to_thread(
+                self._s3.create_bucket,
+                Bucket=bucket,
+                **({"CreateBucketConfiguration": where} if where else {}),
+            )
+            # us-east-1 answers 200 to a create of a bucket we own already (another replica
+            # made it since our HEAD): a bucket with a policy is someone's, keep theirs.
+            await asyncio.to_thread(self._s3.get_bucket_policy, Bucket=bucket)
+            log.info("S3 bucket %s has a policy already, left as it is", bucket)
+            return
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                log.info("S3 bucket %s exists already, left as it is", bucket)
+                return
+            if code != "NoSuchBucketPolicy":  # the one answer that lets us go on
+                log.warning("S3 bucket %s left as it is, image uploads may fail: %s", bucket, error)
+                return
+        except BotoCoreError as error:
+            log.warning("S3 bucket %s left as it is, image uploads may fail: %s", bucket, error)
             return
         public_read = {
             "Version": "2012-10-17",
@@ -84,10 +114,12 @@ class Images:
                 }
             ],
         }
-        await asyncio.to_thread(self._s3.create_bucket, Bucket=bucket)
-        await asyncio.to_thread(
-            self._s3.put_bucket_policy, Bucket=bucket, Policy=json.dumps(public_read)
-        )
+        try:
+            await asyncio.to_thread(
+                self._s3.put_bucket_policy, Bucket=bucket, Policy=json.dumps(public_read)
+            )
+        except (ClientError, BotoCoreError) as error:
+            log.warning("S3 bucket %s created, but not made public: %s", bucket, error)
 
     async def create_upload(self, product_id: uuid.UUID, content_type: str) -> tuple[str, str]:
         """(upload_url, image_url) for one image of the product."""
@@ -95,15 +127,15 @@ class Images:
             raise InvalidArgument({"content_type": f"must be one of {', '.join(CONTENT_TYPES)}"})
         key = f"products/{product_id}/{uuid.uuid4().hex}.{CONTENT_TYPES[content_type]}"
         image_url = f"{self._base_url}/{key}"
-        async with self._engine.begin() as conn:
-            live = await conn.execute(
+        async with self._db.begin() as tx:
+            live = await tx.conn.execute(
                 select(products.c.id).where(
                     products.c.id == product_id, products.c.deleted_at.is_(None)
                 )
             )
             if live.first() is None:
                 raise NotFound("product not found")
-            await conn.execute(
+            await tx.conn.execute(
                 insert(pending_images).values(
                     id=uuid.uuid4(),
                     product_id=product_id,
@@ -131,7 +163,8 @@ class Images:
     async def attach_uploaded(self) -> int:
         """One pass over pending uploads; returns how many images were attached."""
         attached = 0
-        async with self._engine.begin() as conn:
+        async with self._db.begin() as tx:
+            conn = tx.conn
             pending = (
                 await conn.execute(
                     select(pending_images)
@@ -183,12 +216,6 @@ class Images:
                     )
                 await conn.execute(delete(pending_images).where(pending_images.c.id == upload.id))
             if changed:
-                await self._announce(conn, changed)
-        if changed:
-            await self._after_commit()
+                await announce_changed(tx, changed)
+                tx.on_commit(self._cache.invalidate)
         return attached
-
-    async def run_checker(self) -> None:
-        while True:
-            await self.attach_uploaded()
-            await asyncio.sleep(self._settings.catalog_image_check_seconds)

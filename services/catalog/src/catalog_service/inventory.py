@@ -1,9 +1,8 @@
 """Stock levels and reservations: the catalog's InventoryService and the reservation RPCs.
 
-Every operation is one transaction. Product rows are always locked in one fixed order
-(`ORDER BY id ... FOR UPDATE`) before they change, so overlapping baskets queue instead of
-deadlocking, and the `stock_never_negative` check constraint backs the arithmetic up.
-Reservation rows are locked before product rows, everywhere.
+Every operation is one unit of work: the stock change, its ProductChanged/StockLow events and,
+after the commit, the cache retirement. Locking follows `locks.py`: the reservation row first,
+then product rows all at once in id order.
 
 A ReleaseReservation for an id never seen is stored as a reservation in state `released`
 with no items and `expires_at` = the release time (a tombstone). A later ReserveStock with
@@ -12,29 +11,30 @@ that id, whatever its items, returns that tombstone and reserves nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from ecom_runtime import paging
-from ecom_runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from ecom_runtime.events import enqueue
-from ecom_runtime.paging import decode_token, encode_token
+from ecom_runtime.db import Database, UnitOfWork
+from ecom_runtime.errors import AlreadyExists, FailedPrecondition, NotFound
+from ecom_runtime.paging import decode_token, encode_token, position_int, position_uuid
 from ecom_runtime.validation import Violations
 from ecommerce.events.v1 import events_pb2
 from sqlalchemy import Integer, Row, and_, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog_service.store import outbox, products, reservation_items, reservations
+from catalog_service import errors
+from catalog_service.cache import CatalogCache
+from catalog_service.events import announce_changed
+from catalog_service.locks import lock_products, lock_reservation
+from catalog_service.store import products, reservation_items, reservations
 
 log = logging.getLogger("catalog.inventory")
-
-SUBJECT_STOCK_LOW = "ecom.catalog.stock_low"
 
 ACTIVE, COMMITTED, RELEASED, EXPIRED = "active", "committed", "released", "expired"
 
@@ -43,17 +43,6 @@ MAX_QUANTITY = 1000
 DEFAULT_TTL_SECONDS = 900
 MIN_TTL_SECONDS, MAX_TTL_SECONDS = 60, 86_400
 MAX_ON_HAND = 1_000_000
-
-StockChanged = Callable[[AsyncConnection, Sequence[uuid.UUID]], Awaitable[None]]
-AfterCommit = Callable[[Sequence[uuid.UUID]], Awaitable[None]]
-
-
-async def _no_stock_hook(conn: AsyncConnection, product_ids: Sequence[uuid.UUID]) -> None:
-    return None
-
-
-async def _no_commit_hook(product_ids: Sequence[uuid.UUID]) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -107,7 +96,7 @@ def _stock_view(row: Row) -> StockLevelView:
     )
 
 
-async def sync_low_stock(conn: AsyncConnection, product_ids: Iterable[uuid.UUID]) -> None:
+async def sync_low_stock(tx: UnitOfWork, product_ids: Iterable[uuid.UUID]) -> None:
     """Recomputes the products' low-stock flag; each false -> true flip of a live (active, not
     deleted) product enqueues one StockLow, as ListLowStockProducts shows live products only.
 
@@ -115,7 +104,7 @@ async def sync_low_stock(conn: AsyncConnection, product_ids: Iterable[uuid.UUID]
     whose flag changes are updated and returned, so one statement both updates the flags and
     says which flipped (the row lock serializes racing callers).
     """
-    flipped = await conn.execute(
+    flipped = await tx.conn.execute(
         update(products)
         .where(products.c.id.in_(list(product_ids)), products.c.low_stock.is_distinct_from(_IS_LOW))
         .values(low_stock=_IS_LOW)
@@ -123,10 +112,7 @@ async def sync_low_stock(conn: AsyncConnection, product_ids: Iterable[uuid.UUID]
     )
     for row in flipped:
         if row.low_stock and row.active and row.deleted_at is None:
-            await enqueue(
-                conn,
-                outbox,
-                SUBJECT_STOCK_LOW,
+            tx.add(
                 events_pb2.StockLow(
                     product_id=str(row.id),
                     sku=row.sku,
@@ -134,7 +120,7 @@ async def sync_low_stock(conn: AsyncConnection, product_ids: Iterable[uuid.UUID]
                     available=row.on_hand - row.reserved,
                     on_hand=row.on_hand,
                     low_stock_threshold=row.low_stock_threshold,
-                ),
+                )
             )
 
 
@@ -187,16 +173,9 @@ def _check_ttl(ttl_seconds: int, violations: Violations) -> int:
 
 
 class Inventory:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        *,
-        on_stock_changed: StockChanged = _no_stock_hook,
-        after_commit: AfterCommit = _no_commit_hook,
-    ) -> None:
-        self._engine = engine
-        self._on_stock_changed = on_stock_changed
-        self._after_commit = after_commit
+    def __init__(self, db: Database, cache: CatalogCache) -> None:
+        self._db = db
+        self._cache = cache
 
     # --- reservations ---------------------------------------------------------------------
 
@@ -210,7 +189,8 @@ class Inventory:
         violations.raise_if_any()
         assert rid is not None
         ids = sorted(wanted)
-        async with self._engine.begin() as conn:
+        async with self._db.begin() as tx:
+            conn = tx.conn
             # The row goes in first: a concurrent call with the same id waits here for this
             # transaction and then finds the reservation instead of reserving a second time.
             expires_at = (
@@ -229,33 +209,36 @@ class Inventory:
                 if is_tombstone or dict(existing.items) == {str(p): q for p, q in wanted.items()}:
                     return existing
                 raise AlreadyExists({"reservation_id": "is already used with different items"})
-            locked = await self._lock_products(conn, ids)
+            locked = await lock_products(conn, ids)
             problems = []
             for pid in ids:
                 row = locked.get(pid)
                 if row is None or row.deleted_at is not None:
-                    problems.append(("UNAVAILABLE", str(pid), "no such product; 0 available"))
+                    problems.append(
+                        (errors.PRODUCT_UNAVAILABLE, str(pid), "no such product; 0 available")
+                    )
                 elif not row.active:
-                    problems.append(("UNAVAILABLE", str(pid), "product is inactive; 0 available"))
+                    problems.append(
+                        (errors.PRODUCT_UNAVAILABLE, str(pid), "product is inactive; 0 available")
+                    )
                 elif row.on_hand - row.reserved < wanted[pid]:
                     available = row.on_hand - row.reserved
-                    problems.append(("OUT_OF_STOCK", str(pid), f"only {available} available"))
+                    problems.append((errors.OUT_OF_STOCK, str(pid), f"only {available} available"))
             if problems:
                 raise FailedPrecondition("not enough stock for every item", problems)
             await conn.execute(
                 reservation_items.insert(),
                 [{"reservation_id": rid, "product_id": p, "quantity": wanted[p]} for p in ids],
             )
-            await self._apply(conn, {p: (0, wanted[p]) for p in ids})
-        await self._after_commit(ids)
+            await self._apply(tx, {p: (0, wanted[p]) for p in ids})
         return ReservationView(
             str(rid), ACTIVE, tuple((str(p), wanted[p]) for p in ids), expires_at
         )
 
     async def commit(self, reservation_id: str) -> ReservationView:
         rid = _reservation_id(reservation_id)
-        async with self._engine.begin() as conn:
-            found = await self._load(conn, rid, lock=True)
+        async with self._db.begin() as tx:
+            found = await self._load(tx.conn, rid, lock=True)
             if found is None:
                 raise NotFound("reservation not found")
             before, lapsed = found
@@ -265,23 +248,22 @@ class Inventory:
                 # Past expires_at but not swept yet: the hold is over, so it expires now rather
                 # than becoming a sale; the answer must not depend on when the sweeper last ran
                 # (the stock may already have been promised to others by the time it does).
-                after = await self._move(conn, before, EXPIRED, on_hand=0, reserved=-1)
+                after = await self._move(tx, before, EXPIRED, on_hand=0, reserved=-1)
             else:
-                after = await self._move(conn, before, COMMITTED, on_hand=-1, reserved=-1)
-        await self._after_move(before, after)
+                after = await self._move(tx, before, COMMITTED, on_hand=-1, reserved=-1)
         if after.state != COMMITTED:
             raise FailedPrecondition(
                 f"reservation is {after.state}",
-                [(f"RESERVATION_{after.state.upper()}", after.id, f"it is {after.state}")],
+                [(errors.reservation_state(after.state), after.id, f"it is {after.state}")],
             )
         return after
 
     async def release(self, reservation_id: str) -> ReservationView:
         rid = _reservation_id(reservation_id)
-        async with self._engine.begin() as conn:
+        async with self._db.begin() as tx:
             # An unknown id becomes a released, empty reservation (see the module docstring).
             released_at = (
-                await conn.execute(
+                await tx.conn.execute(
                     pg_insert(reservations)
                     .values(id=rid, state=RELEASED, expires_at=func.now())
                     .on_conflict_do_nothing(index_elements=[reservations.c.id])
@@ -290,16 +272,15 @@ class Inventory:
             ).scalar()
             if released_at is not None:
                 return ReservationView(str(rid), RELEASED, (), released_at)
-            found = await self._load(conn, rid, lock=True)
+            found = await self._load(tx.conn, rid, lock=True)
             assert found is not None
             before, _ = found
             if before.state == ACTIVE:  # the held units become sellable again
-                after = await self._move(conn, before, RELEASED, on_hand=0, reserved=-1)
+                after = await self._move(tx, before, RELEASED, on_hand=0, reserved=-1)
             elif before.state == COMMITTED:  # a cancelled sale: the units go back on hand
-                after = await self._move(conn, before, RELEASED, on_hand=1, reserved=0)
+                after = await self._move(tx, before, RELEASED, on_hand=1, reserved=0)
             else:
                 after = before
-        await self._after_move(before, after)
         return after
 
     async def sweep_expired(self, limit: int = 500) -> int:
@@ -309,20 +290,14 @@ class Inventory:
             swept = await self._sweep_batch(limit)
             total += swept
             if swept < limit:
+                if total:
+                    log.info("expired reservations released", extra={"count": total})
                 return total
-
-    async def run_sweeper(self, interval_seconds: float) -> None:
-        while True:
-            try:
-                if swept := await self.sweep_expired():
-                    log.info("expired reservations released", extra={"count": swept})
-            except Exception:
-                log.exception("reservation sweep failed")  # the next round retries
-            await asyncio.sleep(interval_seconds)
 
     async def _sweep_batch(self, limit: int) -> int:
         r, ri = reservations, reservation_items
-        async with self._engine.begin() as conn:
+        async with self._db.begin() as tx:
+            conn = tx.conn
             # SKIP LOCKED: several sweeping processes split the work instead of queueing,
             # and a reservation being committed or released right now is left to that call.
             ids = (
@@ -349,9 +324,8 @@ class Inventory:
                 .group_by(ri.c.product_id)
             )
             deltas = {pid: (0, -int(quantity)) for pid, quantity in held}
-            await self._lock_products(conn, deltas)
-            await self._apply(conn, deltas)
-        await self._after_commit(sorted(deltas))
+            await lock_products(conn, deltas)
+            await self._apply(tx, deltas)
         return len(ids)
 
     # --- stock levels ---------------------------------------------------------------------
@@ -373,14 +347,15 @@ class Inventory:
             violations.add("low_stock_threshold", "must not be negative")
         violations.raise_if_any()
         assert pid is not None and on_hand is not None
-        async with self._engine.begin() as conn:
-            current = (await self._lock_products(conn, [pid])).get(pid)
+        async with self._db.begin() as tx:
+            conn = tx.conn
+            current = (await lock_products(conn, [pid])).get(pid)
             if current is None or current.deleted_at is not None:
                 raise NotFound("product not found")
             if on_hand < current.reserved:
                 raise FailedPrecondition(
                     "on_hand cannot go below the units reserved",
-                    [("BELOW_RESERVED", str(pid), f"{current.reserved} units are reserved")],
+                    [(errors.BELOW_RESERVED, str(pid), f"{current.reserved} units are reserved")],
                 )
             changes: dict[str, Any] = {"on_hand": on_hand}
             if low_stock_threshold is not None:
@@ -390,10 +365,10 @@ class Inventory:
                 .where(products.c.id == pid)
                 .values(**changes, version=products.c.version + 1, updated_at=func.now())
             )
-            await sync_low_stock(conn, [pid])
-            await self._on_stock_changed(conn, [pid])
+            await sync_low_stock(tx, [pid])
+            await announce_changed(tx, [pid])
+            tx.on_commit(self._cache.invalidate)
             row = (await conn.execute(select(*_STOCK_COLUMNS).where(products.c.id == pid))).one()
-        await self._after_commit([pid])
         return _stock_view(row)
 
     async def list_low_stock(
@@ -405,7 +380,7 @@ class Inventory:
         query = select(*_STOCK_COLUMNS).where(_LISTED_LOW)
         if after is not None:
             query = query.where(tuple_(_AVAILABLE, products.c.id) > tuple_(*after))
-        async with self._engine.connect() as conn:
+        async with self._db.connect() as conn:
             rows = (
                 await conn.execute(query.order_by(_AVAILABLE, products.c.id).limit(size + 1))
             ).all()
@@ -418,35 +393,17 @@ class Inventory:
         return page, next_token, total
 
     async def count_low_stock(self) -> int:
-        async with self._engine.connect() as conn:
+        async with self._db.connect() as conn:
             return (await conn.execute(select(func.count()).where(_LISTED_LOW))).scalar_one()
 
     # --- helpers --------------------------------------------------------------------------
 
-    async def _lock_products(
-        self, conn: AsyncConnection, ids: Iterable[uuid.UUID]
-    ) -> dict[uuid.UUID, Row]:
-        # Rows are locked in the ORDER BY order: one global order, so no deadlock cycles.
-        rows = await conn.execute(
-            select(
-                products.c.id,
-                products.c.on_hand,
-                products.c.reserved,
-                products.c.active,
-                products.c.deleted_at,
-            )
-            .where(products.c.id.in_(list(ids)))
-            .order_by(products.c.id)
-            .with_for_update()
-        )
-        return {row.id: row for row in rows}
-
-    async def _apply(self, conn: AsyncConnection, deltas: Deltas) -> None:
-        """Adds the deltas to product rows the caller has locked; low stock; the hook."""
+    async def _apply(self, tx: UnitOfWork, deltas: Deltas) -> None:
+        """Adds the deltas to product rows the caller has locked; low stock; events; cache."""
         ids = sorted(deltas)
         if not ids:
             return
-        await conn.execute(
+        await tx.conn.execute(
             update(products)
             .where(products.c.id == bindparam("pid"))
             .values(
@@ -458,12 +415,13 @@ class Inventory:
             ),
             [{"pid": p, "d_on_hand": deltas[p][0], "d_reserved": deltas[p][1]} for p in ids],
         )
-        await sync_low_stock(conn, ids)
-        await self._on_stock_changed(conn, ids)
+        await sync_low_stock(tx, ids)
+        await announce_changed(tx, ids)
+        tx.on_commit(self._cache.invalidate)
 
     async def _move(
         self,
-        conn: AsyncConnection,
+        tx: UnitOfWork,
         view: ReservationView,
         state: str,
         *,
@@ -471,19 +429,15 @@ class Inventory:
         reserved: int,
     ) -> ReservationView:
         """Changes a locked reservation's state and its products' stock by sign * quantity."""
-        await conn.execute(
+        await tx.conn.execute(
             update(reservations)
             .where(reservations.c.id == uuid.UUID(view.id))
             .values(state=state, updated_at=func.now())
         )
         deltas = {uuid.UUID(p): (on_hand * q, reserved * q) for p, q in view.items}
-        await self._lock_products(conn, deltas)
-        await self._apply(conn, deltas)
+        await lock_products(tx.conn, deltas)
+        await self._apply(tx, deltas)
         return ReservationView(view.id, state, view.items, view.expires_at)
-
-    async def _after_move(self, before: ReservationView, after: ReservationView) -> None:
-        if after.state != before.state and after.items:
-            await self._after_commit([uuid.UUID(p) for p, _ in after.items])
 
     async def _load(
         self, conn: AsyncConnection, rid: uuid.UUID, *, lock: bool = False
@@ -494,7 +448,7 @@ class Inventory:
             reservations.c.expires_at,
             (reservations.c.expires_at <= func.now()).label("lapsed"),
         ).where(reservations.c.id == rid)
-        head = (await conn.execute(query.with_for_update() if lock else query)).first()
+        head = await lock_reservation(conn, query) if lock else (await conn.execute(query)).first()
         if head is None:
             return None
         items = await conn.execute(
@@ -509,12 +463,9 @@ class Inventory:
 
 
 def _decode_low_stock_token(token: str) -> tuple[int, uuid.UUID] | None:
+    """(available, product id) a low-stock page token points after; a foreign token is a 400."""
     position = decode_token(token, keys=("a", "i"))
     if position is None:
         return None
-    try:
-        if type(position["a"]) is int:
-            return position["a"], uuid.UUID(position["i"])
-    except (TypeError, ValueError, AttributeError):
-        pass
-    raise InvalidArgument({"page_token": "is not a token this API issued"})
+    # `available` is on_hand - reserved of integer columns: never negative, within int4.
+    return position_int(position["a"], low=0, high=2**31 - 1), position_uuid(position["i"])

@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 import pycountry
+from ecom_runtime.db import Database
 from ecom_runtime.errors import AlreadyExists, InvalidArgument, NotFound
-from ecom_runtime.events import enqueue
 from ecom_runtime.validation import Violations
-from ecommerce.events.v1 import events_pb2
 from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from catalog_service.categories import ancestor_ids
+from catalog_service import errors
+from catalog_service.cache import CatalogCache
+from catalog_service.events import Kind, announce_changed
 from catalog_service.inventory import sync_low_stock
-from catalog_service.store import PRODUCT_COLUMNS, categories, outbox, products
+from catalog_service.store import PRODUCT_COLUMNS, categories, products
 
-SUBJECT_PRODUCT_CHANGED = "ecom.catalog.product_changed"
 SKU = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_PRICE_CENTS = 10**12
 MAX_IMAGES = 10
 MAX_STOCK = 1_000_000
-Kind = events_pb2.ProductChangeKind
 
 
 @dataclass(frozen=True)
@@ -92,16 +91,16 @@ def _validate(fields: ProductFields, violations: Violations) -> dict[str, Any]:
 
 def _sku_taken(error: IntegrityError) -> AlreadyExists:
     if "uq_products_sku_live" in str(error.orig):
-        return AlreadyExists({"sku": "is already used by another product"})
+        return AlreadyExists({"sku": "is already used by another product"}, reason=errors.SKU_TAKEN)
     raise error
 
 
 class Products:
-    def __init__(
-        self, engine: AsyncEngine, events_committed: Callable[[], None] = lambda: None
-    ) -> None:
-        self._engine = engine
-        self._events_committed = events_committed
+    """Every write announces the product's new snapshot and retires the read cache."""
+
+    def __init__(self, db: Database, cache: CatalogCache) -> None:
+        self._db = db
+        self._cache = cache
 
     async def create(self, fields: ProductFields, stock: int) -> Row[Any]:
         violations = Violations()
@@ -114,20 +113,20 @@ class Products:
         violations.raise_if_any()
         values.setdefault("currency", "USD")
         try:
-            async with self._engine.begin() as conn:
-                await self._require_category(conn, values.get("category_id"))
+            async with self._db.begin() as tx:
+                await self._require_category(tx.conn, values.get("category_id"))
                 row = (
-                    await conn.execute(
+                    await tx.conn.execute(
                         insert(products)
                         .values(id=uuid.uuid4(), on_hand=stock, **values)
                         .returning(*PRODUCT_COLUMNS)
                     )
                 ).one()
-                await sync_low_stock(conn, [row.id])  # stock may start at or below threshold
-                await self.announce(conn, [row.id], Kind.PRODUCT_CHANGE_KIND_CREATED)
+                await sync_low_stock(tx, [row.id])  # stock may start at or below threshold
+                await announce_changed(tx, [row.id], Kind.PRODUCT_CHANGE_KIND_CREATED)
+                tx.on_commit(self._cache.invalidate)
         except IntegrityError as error:
             raise _sku_taken(error) from None
-        self._events_committed()
         return row
 
     async def update(self, product_id: uuid.UUID, fields: ProductFields) -> Row[Any]:
@@ -135,11 +134,11 @@ class Products:
         values = _validate(fields, violations)
         violations.raise_if_any()
         try:
-            async with self._engine.begin() as conn:
+            async with self._db.begin() as tx:
                 if values.get("category_id") is not None:
-                    await self._require_category(conn, values["category_id"])
+                    await self._require_category(tx.conn, values["category_id"])
                 row = (
-                    await conn.execute(
+                    await tx.conn.execute(
                         update(products)
                         .where(products.c.id == product_id, products.c.deleted_at.is_(None))
                         .values(**values, version=products.c.version + 1, updated_at=func.now())
@@ -149,17 +148,17 @@ class Products:
                 if row is None:
                     raise NotFound("product not found")
                 if "low_stock_threshold" in values:
-                    await sync_low_stock(conn, [row.id])
-                await self.announce(conn, [row.id], Kind.PRODUCT_CHANGE_KIND_UPDATED)
+                    await sync_low_stock(tx, [row.id])
+                await announce_changed(tx, [row.id], Kind.PRODUCT_CHANGE_KIND_UPDATED)
+                tx.on_commit(self._cache.invalidate)
         except IntegrityError as error:
             raise _sku_taken(error) from None
-        self._events_committed()
         return row
 
     async def delete(self, product_id: uuid.UUID) -> None:
-        async with self._engine.begin() as conn:
+        async with self._db.begin() as tx:
             row = (
-                await conn.execute(
+                await tx.conn.execute(
                     update(products)
                     .where(products.c.id == product_id, products.c.deleted_at.is_(None))
                     .values(deleted_at=func.now(), version=products.c.version + 1)
@@ -168,11 +167,11 @@ class Products:
             ).first()
             if row is None:
                 raise NotFound("product not found")
-            await self.announce(conn, [product_id], Kind.PRODUCT_CHANGE_KIND_DELETED)
-        self._events_committed()
+            await announce_changed(tx, [product_id], Kind.PRODUCT_CHANGE_KIND_DELETED)
+            tx.on_commit(self._cache.invalidate)
 
     async def get(self, product_id: uuid.UUID, *, include_inactive: bool = False) -> Row[Any]:
-        async with self._engine.connect() as conn:
+        async with self._db.connect() as conn:
             row = (
                 await conn.execute(select(*PRODUCT_COLUMNS).where(products.c.id == product_id))
             ).first()
@@ -184,7 +183,7 @@ class Products:
         """Live (not deleted) products among `ids`, in the order of `ids`."""
         if not ids:
             return []
-        async with self._engine.connect() as conn:
+        async with self._db.connect() as conn:
             rows = await conn.execute(
                 select(*PRODUCT_COLUMNS).where(
                     products.c.id.in_(ids), products.c.deleted_at.is_(None)
@@ -199,54 +198,3 @@ class Products:
         found = await conn.execute(select(categories.c.id).where(categories.c.id == category_id))
         if found.first() is None:
             raise InvalidArgument({"category_id": "no such category"})
-
-    async def announce(
-        self,
-        conn: AsyncConnection,
-        product_ids: Sequence[uuid.UUID],
-        kind: events_pb2.ProductChangeKind.ValueType = Kind.PRODUCT_CHANGE_KIND_UPDATED,
-    ) -> None:
-        """Writes one ProductChanged per product into the outbox, in the caller's transaction.
-
-        Also what inventory calls when stock changes (kind UPDATED).
-        """
-        rows = await conn.execute(select(*PRODUCT_COLUMNS).where(products.c.id.in_(product_ids)))
-        for row in rows:
-            await enqueue(
-                conn, outbox, SUBJECT_PRODUCT_CHANGED, await product_changed(conn, row, kind)
-            )
-
-
-async def product_changed(
-    conn: AsyncConnection, row: Row[Any], kind: events_pb2.ProductChangeKind.ValueType
-) -> events_pb2.ProductChanged:
-    """The event (a full snapshot unless deleted) for a product row; also used to reindex."""
-    event = events_pb2.ProductChanged(
-        product_id=str(row.id), kind=kind, version=row.version, sku=row.sku
-    )
-    if kind == Kind.PRODUCT_CHANGE_KIND_DELETED:
-        return event
-    ancestors = await ancestor_ids(conn, row.category_id)
-    event.name = row.name
-    event.description = row.description
-    event.price_cents = row.price_cents
-    event.currency = row.currency
-    event.category_id = str(row.category_id or "")
-    event.category_ancestor_ids.extend(str(a) for a in reversed(ancestors))
-    event.stock = row.on_hand - row.reserved
-    event.image_urls.extend(row.image_urls)
-    event.active = row.active
-    event.created_at.FromDatetime(row.created_at)
-    event.updated_at.FromDatetime(row.updated_at)
-    return event
-
-
-async def live_snapshots(engine: AsyncEngine) -> AsyncIterator[events_pb2.ProductChanged]:
-    """Every live product as a ProductChanged, streamed (for a full search reindex)."""
-    async with engine.connect() as conn:
-        rows = await conn.stream(
-            select(*PRODUCT_COLUMNS).where(products.c.deleted_at.is_(None)).order_by(products.c.id)
-        )
-        async with engine.connect() as lookup:
-            async for row in rows:
-                yield await product_changed(lookup, row, Kind.PRODUCT_CHANGE_KIND_UPDATED)

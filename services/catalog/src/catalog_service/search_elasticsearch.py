@@ -17,7 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ecom_runtime.errors import InvalidArgument
-from ecom_runtime.paging import decode_token, encode_token
+from ecom_runtime.paging import (
+    decode_token,
+    encode_token,
+    position_float,
+    position_int,
+    position_str,
+)
 from ecommerce.events.v1 import events_pb2
 from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError, helpers
 from elasticsearch import BadRequestError as EsBadRequest
@@ -218,9 +224,16 @@ def decode_page_token(token: str, sort: str) -> list[Any] | None:
         or len(values) != 2
         or isinstance(values[0], bool)
         or not isinstance(values[0], _KEY_TYPES[sort])
-        or not isinstance(values[1], str)
     ):
         raise InvalidArgument({"page_token": "is not a token this API issued"})
+    # Within what the fields hold, so Elasticsearch cannot refuse the search_after instead.
+    if sort == "relevance":
+        position_float(values[0])
+    elif sort == "name":
+        position_str(values[0], max_length=1_000)
+    else:  # epoch milliseconds or cents: an Elasticsearch long
+        position_int(values[0], low=-(2**63), high=2**63 - 1)
+    position_str(values[1], max_length=64)
     return values
 
 

@@ -14,8 +14,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from ecom_runtime.errors import InvalidArgument
-from ecom_runtime.paging import decode_token, encode_token
+from ecom_runtime.paging import (
+    decode_token,
+    encode_token,
+    foreign_token,
+    position_bool,
+    position_float,
+    position_int,
+    position_str,
+    position_timestamp,
+    position_uuid,
+)
 from sqlalchemy import (
     ColumnElement,
     Float,
@@ -61,20 +70,39 @@ def _after(
     return tuple_(*columns) > tuple_(*values)
 
 
+# The bigint price column's range; names are at most 200 characters, lower() may lengthen a few.
+_MAX_BIGINT = 2**63 - 1
+_MAX_NAME_KEY = 1_000
+
+
+def _sort_key(sort: str, value: Any) -> Any:
+    """The first keyset value of a token, typed for `sort`'s column (refused if it cannot be)."""
+    if sort == "newest":
+        return position_timestamp(value)
+    if sort in ("price_asc", "price_desc"):
+        return position_int(value, low=0, high=_MAX_BIGINT)
+    if sort == "name":
+        return position_str(value, max_length=_MAX_NAME_KEY)
+    if sort == "relevance":
+        return position_float(value)
+    raise foreign_token()
+
+
 def _position_values(position: dict[str, Any] | None, sort: str) -> list[Any] | None:
-    """The sort-key values a page token points after, typed back from JSON."""
+    """The sort-key values a page token points after, typed back from JSON.
+
+    Every value is checked against its column's type and range, so no token can make the
+    query itself fail: a token the API did not issue is a 400 on page_token.
+    """
     if position is None:
         return None
+    if not isinstance(position["s"], str) or position["s"] != sort:
+        raise foreign_token("belongs to another query (sort changed?)")
+    position_bool(position["f"])
     values = position["k"]
-    if position["s"] != sort or not isinstance(values, list) or len(values) != 2:
-        raise InvalidArgument({"page_token": "belongs to another query (sort changed?)"})
-    try:
-        values[1] = uuid.UUID(values[1])
-        if sort == "newest":
-            values[0] = datetime.fromisoformat(values[0])
-    except (TypeError, ValueError):
-        raise InvalidArgument({"page_token": "is not a token this API issued"}) from None
-    return values
+    if not isinstance(values, list) or len(values) != 2:
+        raise foreign_token()
+    return [_sort_key(sort, values[0]), position_uuid(values[1])]
 
 
 class PostgresSearch:
@@ -174,7 +202,8 @@ class PostgresSearch:
         next_token = ""
         if len(rows) > query.page_size:
             last = rows[query.page_size - 1]
-            next_token = encode_token({"s": query.sort, "k": [last.k0, str(last.k1)], "f": fuzzy})
+            key = last.k0.isoformat() if isinstance(last.k0, datetime) else last.k0
+            next_token = encode_token({"s": query.sort, "k": [key, str(last.k1)], "f": fuzzy})
         return SearchHits(
             product_ids=[r.id for r in rows[: query.page_size]],
             rows=list(rows[: query.page_size]),

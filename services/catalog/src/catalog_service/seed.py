@@ -1,4 +1,4 @@
-"""A deterministic sample catalog and two demo accounts: `python -m catalog_service seed`.
+"""A deterministic sample catalog: `python -m catalog_service seed`.
 
 `seed_catalog` writes a fixed 3-level category tree and `products` generated products straight
 into the catalog's own tables. The same `seed` always gives the same ids, SKUs, names, prices
@@ -10,8 +10,8 @@ Seeded products are in PostgreSQL search at once (its search document is a gener
 With CATALOG_SEARCH_BACKEND=elasticsearch they are not indexed (seeding emits no events):
 run `python -m catalog_service reindex` afterwards.
 
-`seed_accounts` asks the auth service (it owns its schema) for the demo accounts:
-admin@example.com / admin-password-1 and customer@example.com / customer-password-1.
+The demo accounts belong to the auth service: the local stack makes them through it
+(`ecom_stack.sample_data`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import random
 import re
-import sys
 import time
 import unicodedata
 import uuid
@@ -36,9 +34,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from catalog_service.store import categories
-
-ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "admin-password-1"
-CUSTOMER_EMAIL, CUSTOMER_PASSWORD = "customer@example.com", "customer-password-1"
 
 # Fixed, so ids are the same on every machine: uuid5(NAMESPACE, "category/<slug>") etc.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "seed.catalog.ecommerce.example")
@@ -415,46 +410,7 @@ async def seed_catalog(
     )
 
 
-async def seed_accounts(auth_grpc_addr: str, *, env: Mapping[str, str] | None = None) -> str:
-    """Creates the demo admin and customer through the auth service; idempotent.
-
-    The admin comes from `python -m auth_service create-admin`, the documented bootstrap: an
-    upsert that creates or promotes, in auth's own code, with the password passed by
-    environment (never argv, which `ps` shows). Register + promote would need an admin to
-    promote with. The customer is a plain Register call; ALREADY_EXISTS means done.
-    `env` is the environment of that command (default ours): it needs auth's DATABASE_URL.
-    """
-    import grpc
-    from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
-
-    admin = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "auth_service", "create-admin", "--email", ADMIN_EMAIL, "--name", "Admin"),
-        env={**(env if env is not None else os.environ), "AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await admin.communicate()
-    if admin.returncode != 0:
-        raise RuntimeError(f"auth_service create-admin failed:\n{output.decode()[-2000:]}")
-
-    async with grpc.aio.insecure_channel(auth_grpc_addr) as channel:
-        request = auth_pb2.RegisterRequest(
-            email=CUSTOMER_EMAIL, password=CUSTOMER_PASSWORD, name="Casey Customer"
-        )
-        try:
-            await auth_pb2_grpc.AuthServiceStub(channel).Register(request, timeout=30)
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.ALREADY_EXISTS:
-                raise
-    return (
-        f"accounts: {ADMIN_EMAIL} / {ADMIN_PASSWORD} (admin), "
-        f"{CUSTOMER_EMAIL} / {CUSTOMER_PASSWORD} (customer)"
-    )
-
-
-# -- command line: `python -m catalog_service seed [--products N] [--seed S] [--accounts]` --
+# -- command line: `python -m catalog_service seed [--products N] [--seed S]` --
 
 
 def _non_negative(value: str) -> int:
@@ -468,9 +424,6 @@ def add_seed_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("seed", help="load the deterministic sample catalog")
     parser.add_argument("--products", type=_non_negative, default=1000)
     parser.add_argument("--seed", type=_non_negative, default=42)
-    parser.add_argument(
-        "--accounts", action="store_true", help="also create the demo admin and customer"
-    )
 
 
 def run_seed(args: argparse.Namespace) -> None:
@@ -488,8 +441,6 @@ def run_seed(args: argparse.Namespace) -> None:
             )
         finally:
             await engine.dispose()
-        if not args.accounts:
-            return summary.line()
-        return f"{summary.line()}; {await seed_accounts(settings.auth_grpc_addr)}"
+        return summary.line()
 
     print(asyncio.run(run()), flush=True)

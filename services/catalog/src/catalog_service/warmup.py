@@ -10,14 +10,14 @@ from sqlalchemy import select
 
 from catalog_service.config import CatalogSettings
 from catalog_service.server import build_parts
-from catalog_service.servicer import LIST_SORTS, CategoryServicer, ProductServicer
+from catalog_service.servicers import LIST_SORTS, CategoryServicer, ProductServicer
 from catalog_service.store import categories, products
 
 
 async def warm(settings: CatalogSettings, *, product_count: int = 1000) -> int:
     parts = build_parts(settings)
-    product_service = ProductServicer(parts.catalog)
-    category_service = CategoryServicer(parts.catalog)
+    product_service = ProductServicer(parts.reads, parts.images)
+    category_service = CategoryServicer(parts.reads)
     started = time.monotonic()
     count = 0
     try:
@@ -29,7 +29,7 @@ async def warm(settings: CatalogSettings, *, product_count: int = 1000) -> int:
             )
             await product_service.ListProducts(request, None)
             count += 1
-        async with parts.engine.connect() as conn:
+        async with parts.db.connect() as conn:
             roots = (
                 (
                     await conn.execute(
@@ -59,6 +59,6 @@ async def warm(settings: CatalogSettings, *, product_count: int = 1000) -> int:
             count += 1
     finally:
         await parts.cache.close()
-        await parts.engine.dispose()
+        await parts.db.dispose()
     print(f"cached {count} responses in {time.monotonic() - started:.1f} s")
     return count

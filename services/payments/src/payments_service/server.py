@@ -1,9 +1,10 @@
-"""The payments service, not built yet: every RPC answers UNIMPLEMENTED, health is SERVING."""
+"""What the payments service is made of (not built yet: every RPC answers UNIMPLEMENTED, while
+health, the service credential and auth already work); ecom_runtime.server runs it."""
 
 from __future__ import annotations
 
 from ecom_runtime.config import ServiceSettings
-from ecom_runtime.server import App, placeholder_app
+from ecom_runtime.server import App, unimplemented_servicers
 from ecommerce.payments.v1 import payments_pb2, payments_pb2_grpc
 
 
@@ -12,4 +13,9 @@ class Settings(ServiceSettings):
 
 
 def build_app() -> App:
-    return placeholder_app("payments", Settings(), payments_pb2, payments_pb2_grpc)
+    settings = Settings()
+    return App(
+        name="payments",
+        settings=settings,
+        servicers=unimplemented_servicers(payments_pb2_grpc, payments_pb2),
+    )

@@ -752,7 +752,8 @@ class UserService:
 
 
 class AuthInternalServiceStub:
-    """Service-to-service only; not routed at the edge.
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential (`x-service-credential` metadata).
     """
 
     def __init__(self, channel):
@@ -769,7 +770,8 @@ class AuthInternalServiceStub:
 
 
 class AuthInternalServiceServicer:
-    """Service-to-service only; not routed at the edge.
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential (`x-service-credential` metadata).
     """
 
     def AuthenticateApiKey(self, request, context):
@@ -796,7 +798,8 @@ def add_AuthInternalServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuthInternalService:
-    """Service-to-service only; not routed at the edge.
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential (`x-service-credential` metadata).
     """
 
     @staticmethod

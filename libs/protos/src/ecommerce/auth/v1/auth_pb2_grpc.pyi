@@ -251,7 +251,9 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class AuthInternalServiceStub:
-    """Service-to-service only; not routed at the edge."""
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential (`x-service-credential` metadata).
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -262,14 +264,18 @@ class AuthInternalServiceStub:
 
 @_typing.type_check_only
 class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
-    """Service-to-service only; not routed at the edge."""
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential (`x-service-credential` metadata).
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     AuthenticateApiKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateApiKeyRequest, _auth_pb2.AuthenticateApiKeyResponse]  # type: ignore[assignment]
     """Resolves an `X-API-Key` value to its key id, for other services' auth interceptors."""
 
 class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Service-to-service only; not routed at the edge."""
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential (`x-service-credential` metadata).
+    """
 
     @_abc_1.abstractmethod
     def AuthenticateApiKey(

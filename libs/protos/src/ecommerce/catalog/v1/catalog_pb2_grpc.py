@@ -710,7 +710,9 @@ class InventoryService:
 
 
 class CatalogInternalServiceStub:
-    """Service-to-service only; not routed at the edge.
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential (`x-service-credential` metadata). `idempotency_level` tells callers which RPCs
+    they may retry.
     """
 
     def __init__(self, channel):
@@ -747,7 +749,9 @@ class CatalogInternalServiceStub:
 
 
 class CatalogInternalServiceServicer:
-    """Service-to-service only; not routed at the edge.
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential (`x-service-credential` metadata). `idempotency_level` tells callers which RPCs
+    they may retry.
     """
 
     def GetProducts(self, request, context):
@@ -764,7 +768,7 @@ class CatalogInternalServiceServicer:
         reservation as it now is (it does not reserve again, not even after a release or expiry);
         a repeat with different items is ALREADY_EXISTS. Not enough stock, or a product unknown
         or inactive, is FAILED_PRECONDITION carrying a google.rpc.PreconditionFailure with one
-        violation per offending item (type "OUT_OF_STOCK" or "UNAVAILABLE", subject = product_id,
+        violation per offending item (type "OUT_OF_STOCK" or "PRODUCT_UNAVAILABLE", subject = product_id,
         description saying how many are available).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -835,7 +839,9 @@ def add_CatalogInternalServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CatalogInternalService:
-    """Service-to-service only; not routed at the edge.
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential (`x-service-credential` metadata). `idempotency_level` tells callers which RPCs
+    they may retry.
     """
 
     @staticmethod

@@ -288,7 +288,10 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
 def add_InventoryServiceServicer_to_server(servicer: InventoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class CatalogInternalServiceStub:
-    """Service-to-service only; not routed at the edge."""
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential (`x-service-credential` metadata). `idempotency_level` tells callers which RPCs
+    they may retry.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -304,7 +307,7 @@ class CatalogInternalServiceStub:
     reservation as it now is (it does not reserve again, not even after a release or expiry);
     a repeat with different items is ALREADY_EXISTS. Not enough stock, or a product unknown
     or inactive, is FAILED_PRECONDITION carrying a google.rpc.PreconditionFailure with one
-    violation per offending item (type "OUT_OF_STOCK" or "UNAVAILABLE", subject = product_id,
+    violation per offending item (type "OUT_OF_STOCK" or "PRODUCT_UNAVAILABLE", subject = product_id,
     description saying how many are available).
     """
     CommitReservation: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.CommitReservationRequest, _catalog_pb2.Reservation]
@@ -324,7 +327,10 @@ class CatalogInternalServiceStub:
 
 @_typing.type_check_only
 class CatalogInternalServiceAsyncStub(CatalogInternalServiceStub):
-    """Service-to-service only; not routed at the edge."""
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential (`x-service-credential` metadata). `idempotency_level` tells callers which RPCs
+    they may retry.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetProducts: _aio.UnaryUnaryMultiCallable[_catalog_pb2.GetProductsRequest, _catalog_pb2.GetProductsResponse]  # type: ignore[assignment]
@@ -337,7 +343,7 @@ class CatalogInternalServiceAsyncStub(CatalogInternalServiceStub):
     reservation as it now is (it does not reserve again, not even after a release or expiry);
     a repeat with different items is ALREADY_EXISTS. Not enough stock, or a product unknown
     or inactive, is FAILED_PRECONDITION carrying a google.rpc.PreconditionFailure with one
-    violation per offending item (type "OUT_OF_STOCK" or "UNAVAILABLE", subject = product_id,
+    violation per offending item (type "OUT_OF_STOCK" or "PRODUCT_UNAVAILABLE", subject = product_id,
     description saying how many are available).
     """
     CommitReservation: _aio.UnaryUnaryMultiCallable[_catalog_pb2.CommitReservationRequest, _catalog_pb2.Reservation]  # type: ignore[assignment]
@@ -356,7 +362,10 @@ class CatalogInternalServiceAsyncStub(CatalogInternalServiceStub):
     """How many products are at or below their low-stock threshold (the admin analytics summary)."""
 
 class CatalogInternalServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Service-to-service only; not routed at the edge."""
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential (`x-service-credential` metadata). `idempotency_level` tells callers which RPCs
+    they may retry.
+    """
 
     @_abc_1.abstractmethod
     def GetProducts(
@@ -379,7 +388,7 @@ class CatalogInternalServiceServicer(metaclass=_abc_1.ABCMeta):
         reservation as it now is (it does not reserve again, not even after a release or expiry);
         a repeat with different items is ALREADY_EXISTS. Not enough stock, or a product unknown
         or inactive, is FAILED_PRECONDITION carrying a google.rpc.PreconditionFailure with one
-        violation per offending item (type "OUT_OF_STOCK" or "UNAVAILABLE", subject = product_id,
+        violation per offending item (type "OUT_OF_STOCK" or "PRODUCT_UNAVAILABLE", subject = product_id,
         description saying how many are available).
         """
 

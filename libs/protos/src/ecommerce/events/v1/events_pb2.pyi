@@ -127,6 +127,72 @@ class PasswordResetRequested(_message.Message):
 Global___PasswordResetRequested: _TypeAlias = PasswordResetRequested  # noqa: Y015
 
 @_typing.final
+class UserAccessChanged(_message.Message):
+    """Subject `ecom.auth.user_access_changed`. A user's role changed, the account was deleted or
+    its password was reset: access tokens issued to the user before `occurred_at` no longer
+    count anywhere (every service listens), so a demoted admin loses admin rights in seconds,
+    not when the token expires. The user signs in or refreshes to get a token as they now are.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    user_id: _builtins.str
+    role: _builtins.str
+    """"customer", "admin", or empty when the account was deleted."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        user_id: _builtins.str = ...,
+        role: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "occurred_at", b"occurred_at", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserAccessChanged: _TypeAlias = UserAccessChanged  # noqa: Y015
+
+@_typing.final
+class ApiKeyRevoked(_message.Message):
+    """Subject `ecom.auth.api_key_revoked`. An admin API key was revoked; every service forgets it
+    at once instead of at the end of its cache lifetime.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    API_KEY_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    api_key_id: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        api_key_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key_id", b"api_key_id", "event_id", b"event_id", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApiKeyRevoked: _TypeAlias = ApiKeyRevoked  # noqa: Y015
+
+@_typing.final
 class ProductChanged(_message.Message):
     """Subject `ecom.catalog.product_changed`. A product was created, updated or deleted, with a
     full snapshot after the change so a consumer (the search indexer, caches) never has to

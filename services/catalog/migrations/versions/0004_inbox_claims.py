@@ -1,0 +1,22 @@
+"""inbox rows are claims: (scope, key, claimed_at)
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from collections.abc import Sequence
+
+from ecom_runtime.migrations import claims_to_inbox, inbox_to_claims
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    inbox_to_claims("catalog")
+
+
+def downgrade() -> None:
+    claims_to_inbox("catalog")
