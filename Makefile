@@ -4,14 +4,15 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help bootstrap sync lock dev test test-fast protos protos-check lint fmt typecheck check
+.PHONY: help bootstrap sync lock dev test test-fast protos protos-check openapi openapi-check lint fmt typecheck check
 
 help:
 	@echo "make dev          start the whole local stack (Ctrl-C stops it)"
 	@echo "make test         lint, check generated code, run every test (starts its own stack)"
 	@echo "make protos       regenerate Python code and the gateway descriptor from protos/"
+	@echo "make openapi      regenerate the OpenAPI document from the descriptor set"
 	@echo "make lock         re-resolve dependencies after editing a pyproject.toml"
-	@echo "make lint fmt typecheck protos-check"
+	@echo "make lint fmt typecheck protos-check openapi-check"
 
 bootstrap:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check 'uv>=0.9'
@@ -32,6 +33,7 @@ dev: sync
 
 protos: sync
 	$(BIN)/python libs/protos/generate.py
+	$(BIN)/python -m ecom_gateway.openapi
 
 # CI fails when the committed generated code no longer matches protos/.
 protos-check: protos
@@ -39,6 +41,17 @@ protos-check: protos
 	  || (echo "generated code is stale: run 'make protos' and commit" && exit 1)
 	@test -z "$$(git status --porcelain -- libs/protos/src)" \
 	  || (echo "untracked generated files: run 'make protos' and commit" && exit 1)
+
+# The OpenAPI document of the REST API, from the descriptor set (`make protos` runs it too);
+# CI fails when the committed one no longer matches.
+openapi: sync
+	$(BIN)/python -m ecom_gateway.openapi
+
+openapi-check: openapi
+	@git diff --exit-code --stat -- gateway/src/ecom_gateway/openapi.json \
+	  || (echo "openapi.json is stale: run 'make openapi' and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- gateway/src/ecom_gateway/openapi.json)" \
+	  || (echo "openapi.json is not committed: run 'make openapi' and commit" && exit 1)
 
 lint: sync
 	$(BIN)/ruff check .
@@ -52,7 +65,7 @@ fmt: sync
 typecheck: sync
 	$(BIN)/mypy libs/runtime/src gateway/src deploy/src $(wildcard services/*/src)
 
-check: protos-check lint typecheck
+check: protos-check openapi-check lint typecheck
 
 test: check
 	$(BIN)/python -m pytest

@@ -4,6 +4,11 @@ on free ports; tests that do not ask for it need no server."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -59,6 +64,33 @@ def internal_channel(stack: LocalStack, service: str) -> grpc.aio.Channel:
         stack.grpc_addrs[service],
         interceptors=[_SendServiceCredential(stack.service_credential)],
     )
+
+
+@contextlib.asynccontextmanager
+async def service_process(
+    stack: LocalStack, service: str, **env: str
+) -> AsyncIterator[tuple[subprocess.Popen, str]]:
+    """One more process of `service` beside the stack's (its environment plus `env`), on a port
+    of its own: yields the process and its address once it reports SERVING; stops it after."""
+    port = free_port()
+    process = subprocess.Popen(  # noqa: ASYNC220, S603 (a server of ours beside the test)
+        [sys.executable, "-m", f"{service}_service", "serve"],
+        env={**os.environ, **stack.service_env(), "GRPC_PORT": str(port), **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        await wait_serving(address)
+        yield process, address
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        try:
+            await asyncio.to_thread(process.wait, 15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def unique_email(tag: str = "user") -> str:

@@ -144,7 +144,7 @@ def test_listener_admin_and_body_limit() -> None:
     }
     assert http_filter(config, "buffer")["max_request_bytes"] == 1024 * 1024
     names = [f["name"].rsplit(".", 1)[-1] for f in hcm(config)["http_filters"]]
-    assert names == ["health_check", "buffer", "grpc_json_transcoder", "router"]
+    assert names == ["lua", "health_check", "buffer", "grpc_json_transcoder", "router"]
 
 
 def test_local_replies_get_the_api_error_shape() -> None:

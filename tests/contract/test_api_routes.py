@@ -1,4 +1,4 @@
-"""Every route of the public REST contract (shared API.md) is an annotated RPC in the protos,
+"""Every route of the public REST contract (docs/rest-guide.md) is an annotated RPC in the protos,
 and no public RPC goes unrouted. Checked against the descriptor set the edge is built from."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import re
 from ecom_gateway.envoy import DESCRIPTOR_PATH, load_descriptor, public_services
 from google.api import annotations_pb2
 
-# API.md, route by route (plus PUT /api/categories/{id}, which the catalog issue needs to move
-# categories). Path variables are written {name}; any variable name matches.
+# The REST contract, route by route (plus PUT /api/categories/{id}, which moves categories).
+# Path variables are written {name}; any variable name matches.
 API_ROUTES = """
 POST /api/auth/register
 POST /api/auth/login
@@ -77,11 +77,11 @@ def annotated_routes() -> dict[tuple[str, str], str]:
     return routes
 
 
-def test_every_api_md_route_is_an_annotated_rpc() -> None:
+def test_every_contract_route_is_an_annotated_rpc() -> None:
     expected = {tuple(line.split()) for line in API_ROUTES.strip().splitlines()}
     expected = {(verb, _normalize(path)) for verb, path in expected}
     missing = expected - set(annotated_routes())
-    assert not missing, f"API.md routes without an RPC: {sorted(missing)}"
+    assert not missing, f"contract routes without an RPC: {sorted(missing)}"
 
 
 def test_no_public_rpc_outside_the_contract() -> None:

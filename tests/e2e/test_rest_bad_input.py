@@ -273,3 +273,79 @@ async def test_an_admin_still_sees_a_hidden_product(api, admin_headers, inactive
     assert response.status_code == 200, response.text
     assert response.json()["id"] == inactive_product["id"]
     assert response.json()["active"] is False
+
+
+# --- NUL characters: PostgreSQL cannot store them; each is a 400 naming the field --------
+
+
+def violation_fields(response: httpx.Response) -> set[str]:
+    return {
+        v["field"]
+        for detail in response.json()["details"]
+        for v in detail.get("field_violations", [])
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/auth/login", {"email": "a\u0000@example.com", "password": "pw"}, "email"),
+        (
+            "/api/auth/register",
+            {"email": "nul@example.com", "password": "long enough pw", "name": "A\u0000"},
+            "name",
+        ),
+        ("/api/auth/forgot-password", {"email": "x\u0000@example.com"}, "email"),
+    ],
+)
+async def test_nul_in_a_public_string_field_is_400(api, sql, path, body, field) -> None:
+    users_before = sql("select count(*) from auth.users")
+    response = await api.post(path, json=body)
+    assert response.status_code == 400, response.text
+    assert field in violation_fields(response)
+    assert sql("select count(*) from auth.users") == users_before  # nothing changed
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/products", {"sku": "NUL-1", "name": "Mug\u0000", "price_cents": 100}, "name"),
+        (
+            "/api/products",
+            {"sku": "NUL-2", "name": "Mug", "price_cents": 100, "image_urls": ["http://x/\u0000"]},
+            "image_urls[0]",
+        ),
+        ("/api/categories", {"name": "Cups\u0000", "slug": "cups-nul"}, "name"),
+    ],
+)
+async def test_nul_in_an_admin_string_field_is_400(
+    api, admin_headers, sql, path, body, field
+) -> None:
+    response = await api.post(path, json=body, headers=admin_headers)
+    assert response.status_code == 400, response.text
+    assert field in violation_fields(response)
+    assert sql("select count(*) from catalog.products where sku like 'NUL-%%'") == [(0,)]
+
+
+# --- headers HTTP allows but gRPC metadata does not ------------------------------------------
+
+
+async def test_header_names_grpc_cannot_carry_are_dropped_at_the_edge(api) -> None:
+    weird = {"a|b": "x", "x!": "y", "c*d": "z", "q'r": "1"}
+    response = await api.get("/api/categories", headers=weird)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("value", ["a\tb", "é".encode()])
+async def test_an_api_key_grpc_cannot_carry_is_401_not_500(api, category_id, value) -> None:
+    response = await api.put(
+        f"/api/categories/{category_id}", json={"name": "x"}, headers={"X-API-Key": value}
+    )
+    assert response.status_code == 401, response.text
+
+
+async def test_a_stale_token_on_a_public_read_is_ignored(api) -> None:
+    stale = {"Authorization": "Bearer not.a.token"}
+    missing = await api.get(f"/api/products/{uuid.uuid4()}", headers=stale)
+    assert missing.status_code == 404
+    assert (await api.get("/api/categories", headers=stale)).status_code == 200

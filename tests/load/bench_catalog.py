@@ -8,7 +8,7 @@ the cache (one request per URL), then runs `wrk -t1 -c<connections> -d<duration>
 against each case in turn and prints req/s, p50/p95/p99 and the ratio to the baseline. The
 figures come from a Lua `done()` callback (wrk's own text has no p95). Needs wrk (Debian
 package `wrk`). Bounded: about (cases x duration) plus start-up; stops the stack at the end
-and on Ctrl-C. Compare with the budget in DESIGN.md ("Performance budget").
+and on Ctrl-C. Compare runs made on the same machine.
 """
 
 from __future__ import annotations

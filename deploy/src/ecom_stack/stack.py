@@ -304,7 +304,7 @@ class LocalStack:
             ),
             (
                 "smtp",
-                [py, "-m", "aiosmtpd", "-n", "-l", f"{HOST}:{p.smtp}",
+                [py, "-m", "aiosmtpd", "-n", "--smtputf8", "-l", f"{HOST}:{p.smtp}",
                  "-c", "aiosmtpd.handlers.Mailbox", str(self.maildir)],
                 self._smtp_ready,
             ),

@@ -3,7 +3,7 @@
 The edge transcodes the public REST API (`google.api.http` annotations) to gRPC, routes by
 gRPC path to one cluster per service, answers `GET /healthz` from the clusters' active gRPC
 health checks, caps request bodies at 1 MiB and turns every reply Envoy makes by itself into
-the API's JSON error shape `{"code", "message", "details"}` (see shared API.md, Conventions).
+the API's JSON error shape `{"code", "message", "details"}` (see docs/rest-guide.md, Errors).
 
     python -m ecom_gateway.envoy --http-port 8080 --admin-port 9901 \
         --service auth=127.0.0.1:50051 --service catalog=127.0.0.1:50052 > envoy.yaml
@@ -58,6 +58,34 @@ def public_services(descriptor: descriptor_pb2.FileDescriptorSet) -> list[Public
     return found
 
 
+# HTTP allows header names gRPC metadata does not (`a|b`, `x!`): forwarded as metadata they
+# make the service's gRPC stack reject the whole call (a 500). No request we serve needs one,
+# so they are dropped at the edge; every other header passes untouched.
+GRPC_SAFE_HEADERS_LUA = """
+function envoy_on_request(handle)
+  local unsafe = {}
+  for name, _ in pairs(handle:headers()) do
+    if string.find(name, "[^%w%-_.:]") then
+      unsafe[#unsafe + 1] = name
+    end
+  end
+  for _, name in ipairs(unsafe) do
+    handle:headers():remove(name)
+  end
+end
+"""
+
+
+def _grpc_safe_headers_filter() -> Json:
+    return {
+        "name": "envoy.filters.http.lua",
+        "typed_config": {
+            "@type": _type("filters.http.lua.v3.Lua"),
+            "default_source_code": {"inline_string": GRPC_SAFE_HEADERS_LUA},
+        },
+    }
+
+
 def load_descriptor(path: Path) -> descriptor_pb2.FileDescriptorSet:
     return descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
 
@@ -94,6 +122,7 @@ def render_config(
         "merge_slashes": True,
         "route_config": _route_config(routed),
         "http_filters": [
+            _grpc_safe_headers_filter(),
             _health_check_filter(services),
             {
                 # The transcoder streams bodies upstream (its own max_request_body_size only

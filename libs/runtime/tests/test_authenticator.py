@@ -226,3 +226,21 @@ async def test_a_revoked_api_key_is_forgotten_at_once(keys: Keys) -> None:
     with pytest.raises(Unauthenticated):
         await authenticator.authenticate({"x-api-key": "ek_x"})  # asked again: revoked
     assert resolved == 2
+
+
+async def test_credentials_grpc_cannot_carry_are_refused_without_asking_auth(keys: Keys) -> None:
+    asked: list[str] = []
+
+    async def resolve(key: str) -> Principal | None:
+        asked.append(key)
+        return None
+
+    authenticator = Authenticator(keys.fetch, resolve, issuer=ISSUER, audience=AUDIENCE)
+    for metadata in (
+        {"x-api-key": "ek_a\tb"},
+        {"x-api-key": "ek_é"},
+        {"authorization": "Bearer é"},
+    ):
+        with pytest.raises(Unauthenticated):
+            await authenticator.authenticate(metadata)
+    assert asked == []

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from urllib.parse import urlparse
 
@@ -20,7 +17,7 @@ import psycopg
 import pytest
 from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
 
-from conftest import free_port, unique_email, wait_serving
+from conftest import free_port, service_process, unique_email
 
 # Connect timeout 1 s, pool wait 1 s, statement 2 s: bounds the test can wait out quickly.
 TIMEOUTS = {
@@ -82,29 +79,14 @@ class Proxy:
 async def proxied_auth(stack) -> AsyncIterator[tuple[Proxy, auth_pb2_grpc.AuthServiceStub]]:
     proxy = Proxy(urlparse(stack.database_url.replace("+psycopg", "")).port or 5432)
     await proxy.start()
-    port = free_port()
     database_url = stack.database_url.replace(f":{proxy.upstream_port}/", f":{proxy.port}/")
-    env = {
-        **os.environ,
-        **stack.service_env(),
-        **TIMEOUTS,
-        "DATABASE_URL": database_url,
-        "GRPC_PORT": str(port),
-        "SHUTDOWN_DRAIN_SECONDS": "0",
-    }
-    process = subprocess.Popen(  # noqa: ASYNC220 (a server beside the test)
-        [sys.executable, "-m", "auth_service", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        await wait_serving(f"127.0.0.1:{port}")
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            yield proxy, auth_pb2_grpc.AuthServiceStub(channel)
+        async with service_process(
+            stack, "auth", DATABASE_URL=database_url, SHUTDOWN_DRAIN_SECONDS="0", **TIMEOUTS
+        ) as (_, address):
+            async with grpc.aio.insecure_channel(address) as channel:
+                yield proxy, auth_pb2_grpc.AuthServiceStub(channel)
     finally:
-        process.terminate()
-        await asyncio.to_thread(process.wait, 15)
         await proxy.close()
 
 

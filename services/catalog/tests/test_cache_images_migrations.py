@@ -20,7 +20,7 @@ from alembic.config import Config
 from ecommerce.catalog.v1 import catalog_pb2 as pb
 from ecommerce.catalog.v1 import catalog_pb2_grpc
 
-from conftest import free_port, rpc_error, violations, wait_serving
+from conftest import free_port, rpc_error, service_process, violations
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
@@ -28,26 +28,10 @@ MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 @pytest.fixture
 async def catalog_without_redis(stack):
     """A second catalog process whose Redis is a closed port: Redis 'down' from the start."""
-    port = free_port()
-    env = {
-        **os.environ,
-        **stack.service_env(),
-        "GRPC_PORT": str(port),
-        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-    }
-    process = subprocess.Popen(  # noqa: ASYNC220 (a child that runs beside the test)
-        [sys.executable, "-m", "catalog_service", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        await wait_serving(f"127.0.0.1:{port}")
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    closed_port = f"redis://127.0.0.1:{free_port()}/0"
+    async with service_process(stack, "catalog", REDIS_URL=closed_port) as (_, address):
+        async with grpc.aio.insecure_channel(address) as channel:
             yield catalog_pb2_grpc.ProductServiceStub(channel)
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 async def test_reads_and_writes_work_with_redis_down(catalog_without_redis, make_product, admin):

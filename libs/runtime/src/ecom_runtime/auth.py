@@ -28,6 +28,15 @@ log = logging.getLogger("ecom.auth")
 ROLE_ADMIN = "admin"
 ROLE_CUSTOMER = "customer"
 SERVICE_CREDENTIAL_HEADER = "x-service-credential"
+
+# google.rpc.ErrorInfo reasons of every service's authentication refusals.
+SIGN_IN_REQUIRED = "SIGN_IN_REQUIRED"
+TOKEN_EXPIRED = "TOKEN_EXPIRED"  # noqa: S105 (reasons, not secrets)
+TOKEN_INVALID = "TOKEN_INVALID"  # noqa: S105
+TOKEN_REVOKED = "TOKEN_REVOKED"  # noqa: S105
+API_KEY_INVALID = "API_KEY_INVALID"
+ADMIN_REQUIRED = "ADMIN_REQUIRED"
+SERVICE_CREDENTIAL_REQUIRED = "SERVICE_CREDENTIAL_REQUIRED"
 # Metadata of the RPC being served that calls to other services carry on (clients.py).
 FORWARDED_HEADERS = ("authorization", "x-api-key", "idempotency-key")
 
@@ -128,7 +137,7 @@ class Authenticator:
         if key is None:
             if not self._keys:
                 raise Unavailable("cannot verify tokens right now")
-            raise Unauthenticated("access token signed by an unknown key")
+            raise Unauthenticated("access token signed by an unknown key", reason=TOKEN_INVALID)
         return key
 
     # -- credentials -----------------------------------------------------------------------
@@ -145,13 +154,15 @@ class Authenticator:
                 options={"require": ["exp", "iat", "sub"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("access token expired") from None
+            raise Unauthenticated("access token expired", reason=TOKEN_EXPIRED) from None
         except jwt.PyJWTError:
-            raise Unauthenticated("access token invalid") from None
+            raise Unauthenticated("access token invalid", reason=TOKEN_INVALID) from None
         subject = str(claims["sub"])
         changed_at = self._users_changed.get(subject)
         if changed_at is not None and float(claims["iat"]) < changed_at:
-            raise Unauthenticated("access token revoked: sign in again or refresh it")
+            raise Unauthenticated(
+                "access token revoked: sign in again or refresh it", reason=TOKEN_REVOKED
+            )
         return Principal(subject=subject, role=claims.get("role", ""), user_id=subject)
 
     async def resolve_api_key(self, key: str) -> Principal | None:
@@ -169,14 +180,20 @@ class Authenticator:
     async def authenticate(self, metadata: dict[str, str]) -> Principal:
         api_key = metadata.get("x-api-key")
         if api_key:
-            principal = await self.resolve_api_key(api_key)
+            # Keys are printable ASCII; anything else cannot be one (nor travel on to auth).
+            principal = await self.resolve_api_key(api_key) if _printable(api_key) else None
             if principal is None:
-                raise Unauthenticated("API key invalid or revoked")
+                raise Unauthenticated("API key invalid or revoked", reason=API_KEY_INVALID)
             return principal
         header = metadata.get("authorization", "")
+        if not _printable(header):
+            raise Unauthenticated("access token invalid", reason=TOKEN_INVALID)
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("sign in required: send Authorization: Bearer <access_token>")
+            raise Unauthenticated(
+                "sign in required: send Authorization: Bearer <access_token>",
+                reason=SIGN_IN_REQUIRED,
+            )
         return await self.verify_access_token(token.strip())
 
     # -- revocation (from auth's events) ---------------------------------------------------
@@ -198,10 +215,11 @@ class Authenticator:
 
 
 class ServiceCredentials:
-    """The shared secrets internal RPCs carry (`SERVICE_CREDENTIALS`: "current[,previous...]").
+    """The shared secrets internal RPCs carry (`SERVICE_CREDENTIALS`, comma-separated).
 
     A stand-in for mTLS where no mesh provides workload identity: the first is sent, any is
-    accepted, so a rotation never needs every service restarted at the same instant.
+    accepted. A rotation is three rollouts, none needing every service restarted at once:
+    "old,new" (accept the new one), then "new,old" (send it), then "new" (retire the old).
     """
 
     def __init__(self, configured: str) -> None:
@@ -215,11 +233,15 @@ class ServiceCredentials:
 
     def check(self, presented: str | None) -> None:
         if not presented:
-            raise Unauthenticated("internal RPC: send a service credential")
+            raise Unauthenticated(
+                "internal RPC: send a service credential", reason=SERVICE_CREDENTIAL_REQUIRED
+            )
         given = presented.encode()
         # Compare with every accepted one, in constant time each.
         if not any(hmac.compare_digest(given, secret) for secret in self.accepted):
-            raise Unauthenticated("internal RPC: service credential not accepted")
+            raise Unauthenticated(
+                "internal RPC: service credential not accepted", reason=SERVICE_CREDENTIAL_REQUIRED
+            )
 
 
 @dataclass(slots=True)
@@ -249,11 +271,20 @@ def sent_credentials() -> bool:
 
 
 def forwarded_metadata() -> list[tuple[str, str]]:
-    """The current RPC's caller credentials and Idempotency-Key, to pass on to another service."""
+    """The current RPC's caller credentials and Idempotency-Key, to pass on to another service
+    (values gRPC cannot carry are not: no valid credential or key contains them)."""
     call = _current.get()
     if call is None:
         return []
-    return [(k, call.metadata[k]) for k in FORWARDED_HEADERS if k in call.metadata]
+    return [
+        (k, call.metadata[k])
+        for k in FORWARDED_HEADERS
+        if k in call.metadata and _printable(call.metadata[k])
+    ]
+
+
+def _printable(value: str) -> bool:
+    return value.isascii() and value.isprintable()
 
 
 def call_deadline() -> float | None:
@@ -263,15 +294,22 @@ def call_deadline() -> float | None:
 
 
 async def current_principal() -> Principal | None:
-    """The caller if they sent valid credentials, None if they sent none; bad ones raise."""
-    return await require_user() if sent_credentials() else None
+    """The caller, for a public RPC whose answer depends on who asks: None for anonymous
+    callers and for credentials that do not check out (a stale token must not turn a public
+    answer into a 401)."""
+    if not sent_credentials():
+        return None
+    try:
+        return await require_user()
+    except Unauthenticated:
+        return None
 
 
 async def require_user() -> Principal:
     """The caller (a user or an API key), or UNAUTHENTICATED."""
     call = _current.get()
     if call is None:
-        raise Unauthenticated("sign in required")
+        raise Unauthenticated("sign in required", reason=SIGN_IN_REQUIRED)
     if call.principal is None:
         call.principal = await call.authenticator.authenticate(call.metadata)
     return call.principal
@@ -280,7 +318,7 @@ async def require_user() -> Principal:
 async def require_admin() -> Principal:
     principal = await require_user()
     if not principal.is_admin:
-        raise PermissionDenied("this needs the admin role")
+        raise PermissionDenied("this needs the admin role", reason=ADMIN_REQUIRED)
     return principal
 
 

@@ -34,8 +34,8 @@ class ServiceSettings(BaseSettings):
     # The auth service's gRPC address; other services fetch its JWKS and resolve API keys there.
     auth_grpc_addr: str = "127.0.0.1:50051"
     # Credentials for internal RPCs (`*InternalService`), comma-separated: the first is sent
-    # on our calls to other services, any of them is accepted. Rotation: deploy "new,old"
-    # everywhere, then "new". Empty: internal RPCs are refused (and none can be made).
+    # on our calls to other services, any of them is accepted. Rotation, one rollout each:
+    # "old,new", then "new,old", then "new". Empty: internal RPCs are refused.
     service_credentials: str = ""
     # How often the outbox relay looks for unpublished events when it has not been woken.
     outbox_poll_seconds: float = 0.2

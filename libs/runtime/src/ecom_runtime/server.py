@@ -39,6 +39,7 @@ from ecom_runtime.clients import ServiceClient
 from ecom_runtime.config import ServiceSettings
 from ecom_runtime.db import Database, UnitOfWork
 from ecom_runtime.events import (
+    STREAM,
     EventConsumer,
     OutboxRelay,
     connect_jetstream,
@@ -201,7 +202,7 @@ def _background(app: App) -> list[Job]:
 
     async def events() -> None:
         nc, js = await connect_jetstream(app.settings.nats_url)
-        loops = [_watch_revocations(js, app)]
+        loops = [_watch_revocations(nc, js, app)]
         if app.db is not None and app.db.outbox is not None:
             loops.append(OutboxRelay(app.db, app.settings.outbox_poll_seconds).run(js))
         for spec in app.consumers:
@@ -233,33 +234,53 @@ def _background(app: App) -> list[Job]:
     return jobs
 
 
-async def _watch_revocations(js: Any, app: App) -> None:
-    """Applies auth's revocation events to this process's authenticator, within seconds.
+async def _watch_revocations(nc: Any, js: Any, app: App) -> None:
+    """Applies auth's revocation events to this process's authenticator, within a second.
 
-    An ordered (ephemeral) consumer per process, starting a day back: a process that just
-    started still learns of a change made while an access token issued before it may live.
+    Live events come by a plain NATS subscription (JetStream delivers each published message
+    to core subscribers too, and the client restores it after a reconnect); then one pass over
+    the stream's last day catches up on what happened before this process started, while an
+    access token issued before it may still live. Applying an event twice changes nothing.
     """
-    from nats.js.api import ConsumerConfig, DeliverPolicy
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
     authenticator = app.authenticator
     assert authenticator is not None
-    since = datetime.now(UTC) - timedelta(days=1)
 
-    async def apply(message: Any) -> None:
-        if message.subject == USER_ACCESS_CHANGED:
-            changed = events_pb2.UserAccessChanged.FromString(message.data)
+    def apply(subject: str, data: bytes) -> None:
+        if subject == USER_ACCESS_CHANGED:
+            changed = events_pb2.UserAccessChanged.FromString(data)
             authenticator.revoke_user(changed.user_id, changed.occurred_at.ToMicroseconds() / 1e6)
-        else:
-            revoked = events_pb2.ApiKeyRevoked.FromString(message.data)
+        elif subject == API_KEY_REVOKED:
+            revoked = events_pb2.ApiKeyRevoked.FromString(data)
             authenticator.revoke_api_key(revoked.api_key_id)
 
-    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
-    subscriptions = [
-        await js.subscribe(subject, cb=apply, ordered_consumer=True, config=config)
-        for subject in (USER_ACCESS_CHANGED, API_KEY_REVOKED)
-    ]
+    async def live(message: Any) -> None:
+        apply(message.subject, message.data)
+
+    subscriptions = [await nc.subscribe(s, cb=live) for s in (USER_ACCESS_CHANGED, API_KEY_REVOKED)]
     try:
-        await asyncio.Event().wait()  # the callbacks do the work until we are cancelled
+        since = datetime.now(UTC) - timedelta(days=1)
+        for subject in (USER_ACCESS_CHANGED, API_KEY_REVOKED):
+            history = await js.pull_subscribe(
+                subject,
+                stream=STREAM,
+                config=ConsumerConfig(
+                    deliver_policy=DeliverPolicy.BY_START_TIME,
+                    opt_start_time=since,
+                    ack_policy=AckPolicy.NONE,
+                    inactive_threshold=60.0,
+                ),
+            )
+            while True:
+                try:
+                    batch = await history.fetch(256, timeout=1.0)
+                except TimeoutError:
+                    break
+                for message in batch:
+                    apply(message.subject, message.data)
+            await history.unsubscribe()
+        await asyncio.Event().wait()  # the live subscription does the work until cancelled
     finally:
         for subscription in subscriptions:
             await subscription.unsubscribe()

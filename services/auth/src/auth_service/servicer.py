@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, TypeAlias
 
 import grpc
-from ecom_runtime.auth import ROLE_ADMIN, ROLE_CUSTOMER, require_admin, require_user
+from ecom_runtime.auth import ROLE_ADMIN, ROLE_CUSTOMER, Principal, require_admin, require_user
 from ecom_runtime.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
 from ecom_runtime.validation import parse_uuid
 from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -47,6 +47,18 @@ def session_message(session: Session) -> auth_pb2.AuthSession:
         token_type="Bearer",  # noqa: S106
         expires_in=session.expires_in,
     )
+
+
+async def require_signed_in_admin() -> Principal:
+    """An admin user, not an API key: a leaked key must not mint its successors or revoke the
+    keys that would replace it."""
+    admin = await require_admin()
+    if admin.user_id is None:
+        raise PermissionDenied(
+            "API keys cannot create or revoke API keys; sign in as an admin",
+            reason=errors.API_KEY_CANNOT_MANAGE_KEYS,
+        )
+    return admin
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
@@ -104,12 +116,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return self._jwks
 
     async def CreateApiKey(self, request: auth_pb2.CreateApiKeyRequest, context: Context) -> Any:
-        admin = await require_admin()
-        if admin.user_id is None:  # a leaked key must not be able to mint its successors
-            raise PermissionDenied(
-                "API keys cannot create API keys; sign in as an admin",
-                reason=errors.API_KEY_CANNOT_MANAGE_KEYS,
-            )
+        admin = await require_signed_in_admin()
         row, key = await self._api_keys.create(request.name, created_by=admin.subject)
         return auth_pb2.CreateApiKeyResponse(api_key=api_key_message(row), key=key)
 
@@ -122,7 +129,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
 
     async def DeleteApiKey(self, request: auth_pb2.DeleteApiKeyRequest, context: Context) -> Any:
-        await require_admin()
+        await require_signed_in_admin()
         await self._api_keys.revoke(parse_uuid("id", request.id))
         return auth_pb2.DeleteApiKeyResponse()
 

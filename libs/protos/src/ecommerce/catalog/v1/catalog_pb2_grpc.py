@@ -127,8 +127,9 @@ class ProductServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateProductImageUpload(self, request, context):
-        """(admin) Returns a presigned S3 PUT URL for one image. The product is not changed: after
-        the upload succeeds, add `image_url` to the product's `image_urls` with UpdateProduct.
+        """(admin) Returns a presigned S3 PUT URL for one image (send the same Content-Type). Once
+        the object is in the bucket, within seconds, `image_url` joins the product's `image_urls`
+        by itself; an object too large or not the declared image type is deleted instead.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -437,7 +438,7 @@ class CategoryServiceServicer:
     def UpdateCategory(self, request, context):
         """(admin) Renames or moves a category (with its whole subtree). Moving a category under
         itself or one of its descendants is INVALID_ARGUMENT: the tree never has a cycle.
-        Not in API.md's list; added per AIP-134 so the tree can be maintained.
+        Beyond the first route list; added per AIP-134 so the tree can be maintained.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -54,8 +54,9 @@ class ProductServiceStub:
     of name and price, so past orders are unaffected. Active reservations of it stay valid.
     """
     CreateProductImageUpload: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.CreateProductImageUploadRequest, _catalog_pb2.CreateProductImageUploadResponse]
-    """(admin) Returns a presigned S3 PUT URL for one image. The product is not changed: after
-    the upload succeeds, add `image_url` to the product's `image_urls` with UpdateProduct.
+    """(admin) Returns a presigned S3 PUT URL for one image (send the same Content-Type). Once
+    the object is in the bucket, within seconds, `image_url` joins the product's `image_urls`
+    by itself; an object too large or not the declared image type is deleted instead.
     """
 
 @_typing.type_check_only
@@ -84,8 +85,9 @@ class ProductServiceAsyncStub(ProductServiceStub):
     of name and price, so past orders are unaffected. Active reservations of it stay valid.
     """
     CreateProductImageUpload: _aio.UnaryUnaryMultiCallable[_catalog_pb2.CreateProductImageUploadRequest, _catalog_pb2.CreateProductImageUploadResponse]  # type: ignore[assignment]
-    """(admin) Returns a presigned S3 PUT URL for one image. The product is not changed: after
-    the upload succeeds, add `image_url` to the product's `image_urls` with UpdateProduct.
+    """(admin) Returns a presigned S3 PUT URL for one image (send the same Content-Type). Once
+    the object is in the bucket, within seconds, `image_url` joins the product's `image_urls`
+    by itself; an object too large or not the declared image type is deleted instead.
     """
 
 class ProductServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -153,8 +155,9 @@ class ProductServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _catalog_pb2.CreateProductImageUploadRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.CreateProductImageUploadResponse, _abc.Awaitable[_catalog_pb2.CreateProductImageUploadResponse]]:
-        """(admin) Returns a presigned S3 PUT URL for one image. The product is not changed: after
-        the upload succeeds, add `image_url` to the product's `image_urls` with UpdateProduct.
+        """(admin) Returns a presigned S3 PUT URL for one image (send the same Content-Type). Once
+        the object is in the bucket, within seconds, `image_url` joins the product's `image_urls`
+        by itself; an object too large or not the declared image type is deleted instead.
         """
 
 def add_ProductServiceServicer_to_server(servicer: ProductServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
@@ -175,7 +178,7 @@ class CategoryServiceStub:
     UpdateCategory: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.UpdateCategoryRequest, _catalog_pb2.Category]
     """(admin) Renames or moves a category (with its whole subtree). Moving a category under
     itself or one of its descendants is INVALID_ARGUMENT: the tree never has a cycle.
-    Not in API.md's list; added per AIP-134 so the tree can be maintained.
+    Beyond the first route list; added per AIP-134 so the tree can be maintained.
     """
 
 @_typing.type_check_only
@@ -192,7 +195,7 @@ class CategoryServiceAsyncStub(CategoryServiceStub):
     UpdateCategory: _aio.UnaryUnaryMultiCallable[_catalog_pb2.UpdateCategoryRequest, _catalog_pb2.Category]  # type: ignore[assignment]
     """(admin) Renames or moves a category (with its whole subtree). Moving a category under
     itself or one of its descendants is INVALID_ARGUMENT: the tree never has a cycle.
-    Not in API.md's list; added per AIP-134 so the tree can be maintained.
+    Beyond the first route list; added per AIP-134 so the tree can be maintained.
     """
 
 class CategoryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -230,7 +233,7 @@ class CategoryServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_catalog_pb2.Category, _abc.Awaitable[_catalog_pb2.Category]]:
         """(admin) Renames or moves a category (with its whole subtree). Moving a category under
         itself or one of its descendants is INVALID_ARGUMENT: the tree never has a cycle.
-        Not in API.md's list; added per AIP-134 so the tree can be maintained.
+        Beyond the first route list; added per AIP-134 so the tree can be maintained.
         """
 
 def add_CategoryServiceServicer_to_server(servicer: CategoryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
