@@ -18,8 +18,6 @@ class ServiceSettings(BaseSettings):
     database_connect_timeout_seconds: float = 3.0
     database_pool_timeout_seconds: float = 3.0
     database_statement_timeout_seconds: float = 5.0
-    # The longest an RPC may run here, whatever deadline the caller sent.
-    rpc_timeout_seconds: float = 10.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     nats_url: str = "nats://127.0.0.1:4222"
     grpc_host: str = "127.0.0.1"

@@ -16,12 +16,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from google.protobuf.message import Message
-from opentelemetry import propagate
 from sqlalchemy import MetaData, Table, insert, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ecom_runtime.telemetry import current_traceparent
 
 log = logging.getLogger("ecom.db")
 
@@ -96,14 +97,12 @@ class UnitOfWork:
             setattr(event, "event_id", event_id)  # noqa: B010
         if "occurred_at" in fields and not event.HasField("occurred_at"):
             getattr(event, "occurred_at").GetCurrentTime()  # noqa: B009
-        headers: dict[str, str] = {}
-        propagate.inject(headers)  # the W3C trace context travels with the event
         self._events.append(
             {
                 "id": uuid.UUID(event_id),
                 "subject": subject,
                 "payload": event.SerializeToString(),
-                "headers": headers,
+                "headers": current_traceparent(),  # the trace travels with the event
             }
         )
         return event_id

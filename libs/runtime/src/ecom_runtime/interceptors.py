@@ -1,7 +1,11 @@
 """The one server interceptor every service runs: binds the caller's credentials, deadline and
 trace context; refuses internal RPCs without a service credential and strings holding NUL;
-bounds every RPC's time; maps domain errors to gRPC statuses with details, outages of
-PostgreSQL, Redis, NATS or the network to UNAVAILABLE, and hides unexpected errors; logs RPCs.
+maps domain errors to gRPC statuses with details, outages of PostgreSQL, Redis, NATS or the
+network to UNAVAILABLE, and hides unexpected errors; logs RPCs.
+
+No timer per RPC: every wait on a dependency has its own timeout (database, Redis, S3, NATS,
+other services), and a caller's deadline, or the edge resetting the stream at its route
+timeout, cancels the handler. The caller's deadline also bounds the calls an RPC makes.
 
 Request logs: every RPC at DEBUG; at INFO only failures and RPCs slower than a second (a JSON
 line per successful request costs a quarter of a small RPC's throughput; the edge's access log
@@ -10,7 +14,6 @@ can record every request instead).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +31,7 @@ from ecom_runtime.auth import (
     bind_call,
 )
 from ecom_runtime.db import OUTAGE_ERRORS
-from ecom_runtime.errors import DeadlineExceeded, DomainError, Unavailable, status_trailers
+from ecom_runtime.errors import DomainError, Unavailable, status_trailers
 from ecom_runtime.validation import reject_nul
 
 log = logging.getLogger("ecom.rpc")
@@ -48,16 +51,9 @@ def _is_internal(method: str) -> bool:
 
 
 class RequestInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(
-        self,
-        authenticator: Authenticator,
-        credentials: ServiceCredentials,
-        *,
-        rpc_timeout_seconds: float = 10.0,
-    ) -> None:
+    def __init__(self, authenticator: Authenticator, credentials: ServiceCredentials) -> None:
         self._authenticator = authenticator
         self._credentials = credentials
-        self._rpc_timeout = rpc_timeout_seconds
         # One wrapped handler per method, built on first use rather than on every call.
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
@@ -79,7 +75,6 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         inner = handler.unary_unary
         authenticator = self._authenticator
         credentials = self._credentials if _is_internal(method) else None
-        rpc_timeout = self._rpc_timeout
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
@@ -95,19 +90,14 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 elif key == "traceparent" and isinstance(value, str):
                     # Continue the caller's trace (logs and outbox headers carry its id).
                     trace_token = otel_context.attach(propagate.extract({key: value}))
-            # Our own bound first; a caller's shorter deadline wins.
-            budget = rpc_timeout
             remaining = context.time_remaining()
-            if remaining is not None:
-                budget = min(budget, remaining)
-            bind_call(authenticator, metadata, time.monotonic() + budget)
-            timer = asyncio.timeout(budget)
+            deadline = None if remaining is None else time.monotonic() + remaining
+            bind_call(authenticator, metadata, deadline)
             try:
                 if credentials is not None:
                     credentials.check(service_credential)
                 reject_nul(request)
-                async with timer:
-                    return await inner(request, context)
+                return await inner(request, context)
             except DomainError as error:
                 code = error.code
                 await context.abort(
@@ -121,15 +111,11 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
             except _DEPENDENCY_ERRORS as failure:
-                refusal: DomainError
-                if isinstance(failure, TimeoutError) and timer.expired():  # our own bound
-                    refusal = DeadlineExceeded("the request took too long; try again")
-                else:
-                    # Logged without the error's text: a driver's message may quote SQL or data.
-                    log.warning("%s: dependency unavailable (%s)", method, type(failure).__name__)
-                    refusal = Unavailable("a service this request needs is unavailable; try again")
-                code = refusal.code
-                await context.abort(code, refusal.message)
+                # Logged without the error's text: a driver's message may quote SQL or data.
+                log.warning("%s: dependency unavailable (%s)", method, type(failure).__name__)
+                outage = Unavailable("a service this request needs is unavailable; try again")
+                code = outage.code
+                await context.abort(code, outage.message)
             except Exception:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("unhandled error in %s", method)

@@ -135,9 +135,7 @@ async def serve(app: App) -> None:
     settings = app.settings
     assert app.authenticator is not None
     interceptors: list[grpc.aio.ServerInterceptor] = [
-        RequestInterceptor(
-            app.authenticator, app.credentials, rpc_timeout_seconds=settings.rpc_timeout_seconds
-        )
+        RequestInterceptor(app.authenticator, app.credentials)
     ]
     if tracing_exported():
         interceptors.insert(0, aio_server_interceptor())

@@ -85,10 +85,16 @@ def build_app(settings: CatalogSettings | None = None) -> App:
     settings = settings or CatalogSettings()
     parts = build_parts(settings)
     consumers = []
-    startup = [parts.images.ensure_bucket]
+    tasks = [
+        every(settings.catalog_reservation_sweep_seconds, parts.inventory.sweep_expired),
+        every(settings.catalog_image_check_seconds, parts.images.attach_uploaded),
+        parts.cache.retry_pending_invalidation,
+    ]
     search = parts.reads.search
     if settings.catalog_search_backend == "elasticsearch":
-        startup.append(search.ensure_index)  # type: ignore[attr-defined]
+        # In the background, retried: Elasticsearch being down must not stop the catalog
+        # from starting (searches answer 503 until it is back).
+        tasks.append(search.ensure_index)  # type: ignore[attr-defined]
         consumers.append(
             Consumer(
                 "catalog-search-index",
@@ -108,11 +114,7 @@ def build_app(settings: CatalogSettings | None = None) -> App:
             CatalogInternalServicer(parts.products, parts.inventory),
         ],
         consumers=consumers,
-        tasks=[
-            every(settings.catalog_reservation_sweep_seconds, parts.inventory.sweep_expired),
-            every(settings.catalog_image_check_seconds, parts.images.attach_uploaded),
-            parts.cache.retry_pending_invalidation,
-        ],
-        startup=startup,
+        tasks=tasks,
+        startup=[parts.images.ensure_bucket],
         closing=[parts.cache.close],
     )

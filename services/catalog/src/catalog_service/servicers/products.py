@@ -11,6 +11,7 @@ from ecom_runtime.validation import Violations, parse_uuid
 from ecommerce.catalog.v1 import catalog_pb2 as pb
 from ecommerce.catalog.v1 import catalog_pb2_grpc
 
+from catalog_service.cache import cache_key
 from catalog_service.images import Images
 from catalog_service.products import ProductFields
 from catalog_service.search import PRICE_BAND_EDGES, SORTS, SearchHits
@@ -91,7 +92,9 @@ class ProductServicer(catalog_pb2_grpc.ProductServiceServicer):
             return product_message(await self._c.products.get(product_id))
 
         try:
-            return await self._c.cached("product", request, pb.Product, build)
+            # The parsed id is the whole question: its bytes are the key (no copy to normalize).
+            key = cache_key("product", product_id.bytes)
+            return await self._c.cached("product", request, pb.Product, build, key=key)
         except NotFound:
             # Hidden from everyone but admins, who still see an inactive product; to anyone
             # else a hidden product does not exist (404, never a 403 that would confirm it).

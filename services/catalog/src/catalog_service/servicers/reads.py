@@ -46,11 +46,16 @@ class Reads:
         request: Message,
         response_type: Any,
         build: Callable[[], Awaitable[Message]],
+        *,
+        key: str = "",
     ) -> Any:
+        """The response from the cache, or built and cached. `key` defaults to the normalized
+        request's (variants of one question share one entry)."""
+
         async def serialized() -> bytes:
             return (await build()).SerializeToString()
 
-        key = normalized_key(kind, request)  # variants of one question share one entry
+        key = key or normalized_key(kind, request)
         return response_type.FromString(await self.cache.get_or_build(key, serialized))
 
     def query(
