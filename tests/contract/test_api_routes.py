@@ -44,6 +44,7 @@ POST /api/cart/items
 PUT /api/cart/items/{id}
 DELETE /api/cart/items/{id}
 DELETE /api/cart/clear
+POST /api/cart/merge
 POST /api/orders/checkout
 POST /api/orders/{id}/pay
 GET /api/orders

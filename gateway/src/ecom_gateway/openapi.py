@@ -56,6 +56,7 @@ FieldProto = descriptor_pb2.FieldDescriptorProto
 class Access(enum.Enum):
     PUBLIC = "public"
     PUBLIC_ADMIN_SEES_MORE = "public; an admin's credentials show more"
+    USER_OR_GUEST = "a signed-in user, or a guest"
     USER = "signed-in user"
     ADMIN = "admin"
 
@@ -66,9 +67,11 @@ ADMIN_MARK = "(admin)"
 # admins (inactive products). Everything else is public.
 SIGNED_IN = {
     "ecommerce.auth.v1.AuthService.GetMe",
-    "ecommerce.cart.v1.CartService",
+    "ecommerce.cart.v1.CartService.MergeCart",
     "ecommerce.orders.v1.OrderService",
 }
+# A user's cart with a Bearer token, a guest's with X-Cart-Token.
+USER_OR_GUEST = {"ecommerce.cart.v1.CartService"}
 ADMIN_SEES_MORE = {
     "ecommerce.catalog.v1.ProductService.ListProducts",
     "ecommerce.catalog.v1.ProductService.GetProduct",
@@ -77,12 +80,15 @@ ADMIN_SEES_MORE = {
 SECURITY: dict[Access, list[Json]] = {
     Access.PUBLIC: [],
     Access.PUBLIC_ADMIN_SEES_MORE: [{}, {"bearerAuth": []}, {"apiKey": []}],
+    Access.USER_OR_GUEST: [{}, {"bearerAuth": []}],
     Access.USER: [{"bearerAuth": []}],
     Access.ADMIN: [{"bearerAuth": []}, {"apiKey": []}],
 }
 ACCESS_NOTE = {
     Access.PUBLIC: "",
     Access.PUBLIC_ADMIN_SEES_MORE: "Public; with an admin's credentials it shows more.",
+    Access.USER_OR_GUEST: "A signed-in user's cart (`Authorization: Bearer`), or a guest's "
+    "(`X-Cart-Token`, from the answer that made the guest cart).",
     Access.USER: "Needs a signed-in user: `Authorization: Bearer <access_token>`.",
     Access.ADMIN: "Admin only: an admin's Bearer token, or an admin API key in `X-API-Key`.",
 }
@@ -138,8 +144,17 @@ def _header(name: str, text: str, example: str, required: bool = False, **schema
 
 
 IDEMPOTENCY = "1 to 255 characters: the same key and body give the first result, once."
+CART_TOKEN = _header(
+    "X-Cart-Token",
+    "A guest's cart token (`cart_token` of the answer that made the guest cart).",
+    "ct_Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5",
+)
 # Headers the transcoder passes on to an RPC as gRPC metadata.
 HEADERS: dict[str, list[Json]] = {
+    **{
+        f"ecommerce.cart.v1.CartService.{name}": [CART_TOKEN]
+        for name in ("GetCart", "AddCartItem", "UpdateCartItem", "DeleteCartItem", "ClearCart")
+    },
     "ecommerce.orders.v1.OrderService.Checkout": [
         _header("Idempotency-Key", IDEMPOTENCY, "checkout-6f1c2d7e", minLength=1, maxLength=255)
     ],
@@ -462,6 +477,8 @@ def access(protos: Protos, rpc: Rpc) -> Access:
             return Access.ADMIN
     if rpc.name in SIGNED_IN or rpc.service in SIGNED_IN:
         return Access.USER
+    if rpc.service in USER_OR_GUEST:
+        return Access.USER_OR_GUEST
     if rpc.name in ADMIN_SEES_MORE:
         return Access.PUBLIC_ADMIN_SEES_MORE
     return Access.PUBLIC
@@ -487,7 +504,7 @@ def error_statuses(protos: Protos, route: Route) -> list[int]:
         statuses.add(400)  # any input can be invalid
     if route.body:
         statuses.add(413)
-    if access(protos, rpc) in (Access.USER, Access.ADMIN):
+    if access(protos, rpc) in (Access.USER, Access.USER_OR_GUEST, Access.ADMIN):
         statuses |= {401, 403}
     if route.path_fields:
         statuses.add(404)

@@ -287,6 +287,12 @@ def _printable(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
+def call_header(name: str) -> str:
+    """A header of the RPC being served that RPCs may read (e.g. `x-cart-token`), or ""."""
+    call = _current.get()
+    return call.metadata.get(name, "") if call is not None else ""
+
+
 def call_deadline() -> float | None:
     """When (time.monotonic()) the RPC being served must be answered, if the caller said."""
     call = _current.get()

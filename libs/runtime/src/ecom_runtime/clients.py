@@ -30,7 +30,13 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.message import Message
 from opentelemetry import propagate
 
-from ecom_runtime.auth import SERVICE_CREDENTIAL_HEADER, call_deadline, forwarded_metadata
+from ecom_runtime.auth import (
+    SERVICE_CREDENTIAL_HEADER,
+    ServiceCredentials,
+    call_deadline,
+    forwarded_metadata,
+)
+from ecom_runtime.config import ServiceSettings
 from ecom_runtime.errors import DomainError, Unavailable, from_status
 
 _RETRYABLE_LEVELS = (
@@ -60,6 +66,12 @@ class ServiceClient:
         self._attempts = attempts
         self._backoff = backoff
         self._channel: grpc.aio.Channel | None = None
+
+    @classmethod
+    def to(cls, name: str, target: str, settings: ServiceSettings, **options: Any) -> ServiceClient:
+        """A client to `name` at `target`, sending this service's credential."""
+        credential = ServiceCredentials(settings.service_credentials).current
+        return cls(name, target, credential=credential, **options)
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -129,17 +141,20 @@ class ServiceClient:
 class _Stub:
     def __init__(self, client: ServiceClient, stub_type: type) -> None:
         self._client = client
-        self._stub = stub_type(client.channel)
+        self._type = stub_type
+        self._stub: Any = None  # made on first call: the channel must open inside the loop
         service = _service_descriptor(stub_type)
         self._retryable = {
             m.name: m.GetOptions().idempotency_level in _RETRYABLE_LEVELS for m in service.methods
         }
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
-        method = getattr(self._stub, name)
         retryable = self._retryable[name]
 
         async def call(request: Message, *, within: float | None = None) -> Any:
+            if self._stub is None:
+                self._stub = self._type(self._client.channel)
+            method = getattr(self._stub, name)
             return await self._client.call(method, request, retryable=retryable, within=within)
 
         return call

@@ -22,6 +22,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from ecom_runtime.config import ServiceSettings
 from ecom_runtime.telemetry import current_traceparent
 
 log = logging.getLogger("ecom.db")
@@ -154,6 +155,26 @@ class Database:
         self.inbox = inbox
         self._subjects = dict(subjects or {})
         self._events_committed: list[Callable[[], None]] = []
+
+    @classmethod
+    def for_service(
+        cls,
+        settings: ServiceSettings,
+        *,
+        outbox: Table | None = None,
+        inbox: Table | None = None,
+        subjects: Mapping[type[Message], str] | None = None,
+        pool_size: int = 0,
+    ) -> Database:
+        """The service's database as its settings describe it (URL, pool, timeouts)."""
+        engine = create_engine(
+            settings.database_url,
+            pool_size=pool_size or settings.database_pool_size,
+            connect_timeout=settings.database_connect_timeout_seconds,
+            pool_timeout=settings.database_pool_timeout_seconds,
+            statement_timeout=settings.database_statement_timeout_seconds,
+        )
+        return cls(engine, outbox=outbox, inbox=inbox, subjects=subjects)
 
     def subject_of(self, event: Message) -> str:
         try:

@@ -38,7 +38,7 @@ log = logging.getLogger("ecom.rpc")
 
 # Metadata an RPC may read for authentication or idempotency; everything else stays out of
 # the per-call context (and out of logs: authorization values are never logged).
-_FORWARDED = ("authorization", "x-api-key", "idempotency-key", "stripe-signature")
+_FORWARDED = ("authorization", "x-api-key", "idempotency-key", "stripe-signature", "x-cart-token")
 SLOW_SECONDS = 1.0
 # Failures of a dependency rather than of the request: the client may retry (HTTP 503).
 # Redis and NATS clients raise subclasses of ConnectionError/TimeoutError or OSError.

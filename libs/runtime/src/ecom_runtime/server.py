@@ -106,16 +106,14 @@ class App:
         self.credentials = ServiceCredentials(self.settings.service_credentials)
         self._auth_client: ServiceClient | None = None
         if self.authenticator is None:
-            self._auth_client = self.client("auth", self.settings.auth_grpc_addr)
+            self._auth_client = ServiceClient.to(
+                "auth", self.settings.auth_grpc_addr, self.settings
+            )
             self.authenticator = remote_authenticator(
                 self._auth_client,
                 issuer=self.settings.jwt_issuer,
                 audience=self.settings.jwt_audience,
             )
-
-    def client(self, name: str, target: str) -> ServiceClient:
-        """A client for another service, carrying this service's credential."""
-        return ServiceClient(name, target, credential=self.credentials.current)
 
 
 def _register(servicer: Any, server: grpc.aio.Server) -> str:

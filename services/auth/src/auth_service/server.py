@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ecom_runtime.auth import Authenticator, Principal, api_key_principal
-from ecom_runtime.db import Database, create_engine
+from ecom_runtime.db import Database
 from ecom_runtime.email import EmailSender
 from ecom_runtime.server import App, Consumer, every
 from ecommerce.events.v1 import events_pb2
@@ -36,14 +36,9 @@ class Parts:
 
 
 def build_parts(settings: AuthSettings, signer: TokenSigner, *, pool_size: int = 0) -> Parts:
-    engine = create_engine(
-        settings.database_url,
-        pool_size=pool_size or settings.database_pool_size,
-        connect_timeout=settings.database_connect_timeout_seconds,
-        pool_timeout=settings.database_pool_timeout_seconds,
-        statement_timeout=settings.database_statement_timeout_seconds,
+    db = Database.for_service(
+        settings, outbox=outbox, inbox=inbox, subjects=PUBLISHED, pool_size=pool_size
     )
-    db = Database(engine, outbox=outbox, inbox=inbox, subjects=PUBLISHED)
     hasher = PasswordHasher(settings.auth_bcrypt_cost)
     return Parts(
         db=db,

@@ -1,21 +1,34 @@
-"""What the cart service is made of (not built yet: every RPC answers UNIMPLEMENTED, while
-health, the service credential and auth already work); ecom_runtime.server runs it."""
+"""What the cart service is made of; ecom_runtime.server runs it."""
 
 from __future__ import annotations
 
-from ecom_runtime.config import ServiceSettings
-from ecom_runtime.server import App, unimplemented_servicers
-from ecommerce.cart.v1 import cart_pb2, cart_pb2_grpc
+from ecom_runtime.clients import ServiceClient
+from ecom_runtime.db import Database
+from ecom_runtime.server import App, every
+
+from cart_service.carts import Carts
+from cart_service.catalog import Catalog
+from cart_service.config import CartSettings
+from cart_service.servicer import CartInternalServicer, CartServicer
+from cart_service.store import inbox, outbox
+
+Settings = CartSettings
 
 
-class Settings(ServiceSettings):
-    grpc_port: int = 50053
+def build_app(settings: CartSettings | None = None) -> App:
+    settings = settings or CartSettings()
+    db = Database.for_service(settings, outbox=outbox, inbox=inbox)
+    catalog = ServiceClient.to("catalog", settings.catalog_grpc_addr, settings)
+    carts = Carts(db, Catalog(catalog))
 
+    async def purge_abandoned() -> None:
+        await carts.purge_abandoned(settings.cart_guest_ttl_seconds)
 
-def build_app() -> App:
-    settings = Settings()
     return App(
         name="cart",
         settings=settings,
-        servicers=unimplemented_servicers(cart_pb2_grpc, cart_pb2),
+        db=db,
+        servicers=[CartServicer(carts), CartInternalServicer(carts)],
+        tasks=[every(settings.cart_purge_seconds, purge_abandoned)],
+        closing=[catalog.close],
     )

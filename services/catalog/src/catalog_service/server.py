@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ecom_runtime.db import Database, create_engine
+from ecom_runtime.db import Database
 from ecom_runtime.server import App, Consumer, every
 from ecommerce.events.v1 import events_pb2
 
@@ -56,17 +56,10 @@ class Parts:
 
 
 def build_parts(settings: CatalogSettings) -> Parts:
-    engine = create_engine(
-        settings.database_url,
-        pool_size=settings.database_pool_size,
-        connect_timeout=settings.database_connect_timeout_seconds,
-        pool_timeout=settings.database_pool_timeout_seconds,
-        statement_timeout=settings.database_statement_timeout_seconds,
-    )
-    db = Database(engine, outbox=outbox, inbox=inbox, subjects=PUBLISHED)
+    db = Database.for_service(settings, outbox=outbox, inbox=inbox, subjects=PUBLISHED)
     cache = CatalogCache(settings.redis_url, settings.catalog_cache_ttl_seconds)
     products = Products(db, cache)
-    search: SearchBackend = PostgresSearch(engine)
+    search: SearchBackend = PostgresSearch(db.engine)
     if settings.catalog_search_backend == "elasticsearch":
         search = elasticsearch_backend(settings)
     elif settings.catalog_search_backend != "postgres":

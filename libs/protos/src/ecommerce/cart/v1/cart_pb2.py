@@ -26,13 +26,17 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x63ommerce/cart/v1/cart.proto\x12\x11\x65\x63ommerce.cart.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"p\n\x04\x43\x61rt\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.ecommerce.cart.v1.CartItem\x12\x16\n\x0esubtotal_cents\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x12\n\nitem_count\x18\x04 \x01(\x05\"\x96\x01\n\x08\x43\x61rtItem\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x12\n\x04name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1e\n\x10unit_price_cents\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x1e\n\x10line_total_cents\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x03\"\x10\n\x0eGetCartRequest\"F\n\x12\x41\x64\x64\x43\x61rtItemRequest\x12\x18\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08quantity\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02\"A\n\x15UpdateCartItemRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08quantity\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02\")\n\x15\x44\x65leteCartItemRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x12\n\x10\x43learCartRequest\".\n\x15GetCartForUserRequest\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"0\n\x17\x43learCartForUserRequest\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x1a\n\x18\x43learCartForUserResponse2\x9f\x04\n\x0b\x43\x61rtService\x12X\n\x07GetCart\x12!.ecommerce.cart.v1.GetCartRequest\x1a\x17.ecommerce.cart.v1.Cart\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/api/cart\x12i\n\x0b\x41\x64\x64\x43\x61rtItem\x12%.ecommerce.cart.v1.AddCartItemRequest\x1a\x17.ecommerce.cart.v1.Cart\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/api/cart/items:\x01*\x12t\n\x0eUpdateCartItem\x12(.ecommerce.cart.v1.UpdateCartItemRequest\x1a\x17.ecommerce.cart.v1.Cart\"\x1f\x82\xd3\xe4\x93\x02\x19\x1a\x14/api/cart/items/{id}:\x01*\x12q\n\x0e\x44\x65leteCartItem\x12(.ecommerce.cart.v1.DeleteCartItemRequest\x1a\x17.ecommerce.cart.v1.Cart\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/api/cart/items/{id}\x12\x62\n\tClearCart\x12#.ecommerce.cart.v1.ClearCartRequest\x1a\x17.ecommerce.cart.v1.Cart\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/api/cart/clear2\xd7\x01\n\x13\x43\x61rtInternalService\x12S\n\x0eGetCartForUser\x12(.ecommerce.cart.v1.GetCartForUserRequest\x1a\x17.ecommerce.cart.v1.Cart\x12k\n\x10\x43learCartForUser\x12*.ecommerce.cart.v1.ClearCartForUserRequest\x1a+.ecommerce.cart.v1.ClearCartForUserResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x63ommerce/cart/v1/cart.proto\x12\x11\x65\x63ommerce.cart.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"\xa1\x01\n\x04\x43\x61rt\x12*\n\x05items\x18\x01 \x03(\x0b\x32\x1b.ecommerce.cart.v1.CartItem\x12\x16\n\x0esubtotal_cents\x18\x02 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x12\n\nitem_count\x18\x04 \x01(\x05\x12\x18\n\ncart_token\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07notices\x18\x06 \x03(\tB\x04\xe2\x41\x01\x03\"\x96\x01\n\x08\x43\x61rtItem\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x12\n\x04name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1e\n\x10unit_price_cents\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x1e\n\x10line_total_cents\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x03\"\x10\n\x0eGetCartRequest\"F\n\x12\x41\x64\x64\x43\x61rtItemRequest\x12\x18\n\nproduct_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08quantity\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02\"A\n\x15UpdateCartItemRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08quantity\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x02\")\n\x15\x44\x65leteCartItemRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x12\n\x10\x43learCartRequest\",\n\x10MergeCartRequest\x12\x18\n\ncart_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\".\n\x15GetCartForUserRequest\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"0\n\x17\x43learCartForUserRequest\x12\x15\n\x07user_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x1a\n\x18\x43learCartForUserResponse2\x86\x05\n\x0b\x43\x61rtService\x12X\n\x07GetCart\x12!.ecommerce.cart.v1.GetCartRequest\x1a\x17.ecommerce.cart.v1.Cart\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/api/cart\x12i\n\x0b\x41\x64\x64\x43\x61rtItem\x12%.ecommerce.cart.v1.AddCartItemRequest\x1a\x17.ecommerce.cart.v1.Cart\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/api/cart/items:\x01*\x12t\n\x0eUpdateCartItem\x12(.ecommerce.cart.v1.UpdateCartItemRequest\x1a\x17.ecommerce.cart.v1.Cart\"\x1f\x82\xd3\xe4\x93\x02\x19\x1a\x14/api/cart/items/{id}:\x01*\x12q\n\x0e\x44\x65leteCartItem\x12(.ecommerce.cart.v1.DeleteCartItemRequest\x1a\x17.ecommerce.cart.v1.Cart\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/api/cart/items/{id}\x12\x62\n\tClearCart\x12#.ecommerce.cart.v1.ClearCartRequest\x1a\x17.ecommerce.cart.v1.Cart\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/api/cart/clear\x12\x65\n\tMergeCart\x12#.ecommerce.cart.v1.MergeCartRequest\x1a\x17.ecommerce.cart.v1.Cart\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/api/cart/merge:\x01*2\xe1\x01\n\x13\x43\x61rtInternalService\x12X\n\x0eGetCartForUser\x12(.ecommerce.cart.v1.GetCartForUserRequest\x1a\x17.ecommerce.cart.v1.Cart\"\x03\x90\x02\x01\x12p\n\x10\x43learCartForUser\x12*.ecommerce.cart.v1.ClearCartForUserRequest\x1a+.ecommerce.cart.v1.ClearCartForUserResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ecommerce.cart.v1.cart_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CART'].fields_by_name['cart_token']._loaded_options = None
+  _globals['_CART'].fields_by_name['cart_token']._serialized_options = b'\342A\001\003'
+  _globals['_CART'].fields_by_name['notices']._loaded_options = None
+  _globals['_CART'].fields_by_name['notices']._serialized_options = b'\342A\001\003'
   _globals['_CARTITEM'].fields_by_name['id']._loaded_options = None
   _globals['_CARTITEM'].fields_by_name['id']._serialized_options = b'\342A\001\003'
   _globals['_CARTITEM'].fields_by_name['name']._loaded_options = None
@@ -51,6 +55,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATECARTITEMREQUEST'].fields_by_name['quantity']._serialized_options = b'\342A\001\002'
   _globals['_DELETECARTITEMREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_DELETECARTITEMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_MERGECARTREQUEST'].fields_by_name['cart_token']._loaded_options = None
+  _globals['_MERGECARTREQUEST'].fields_by_name['cart_token']._serialized_options = b'\342A\001\002'
   _globals['_GETCARTFORUSERREQUEST'].fields_by_name['user_id']._loaded_options = None
   _globals['_GETCARTFORUSERREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002'
   _globals['_CLEARCARTFORUSERREQUEST'].fields_by_name['user_id']._loaded_options = None
@@ -65,28 +71,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CARTSERVICE'].methods_by_name['DeleteCartItem']._serialized_options = b'\202\323\344\223\002\026*\024/api/cart/items/{id}'
   _globals['_CARTSERVICE'].methods_by_name['ClearCart']._loaded_options = None
   _globals['_CARTSERVICE'].methods_by_name['ClearCart']._serialized_options = b'\202\323\344\223\002\021*\017/api/cart/clear'
-  _globals['_CART']._serialized_start=114
-  _globals['_CART']._serialized_end=226
-  _globals['_CARTITEM']._serialized_start=229
-  _globals['_CARTITEM']._serialized_end=379
-  _globals['_GETCARTREQUEST']._serialized_start=381
-  _globals['_GETCARTREQUEST']._serialized_end=397
-  _globals['_ADDCARTITEMREQUEST']._serialized_start=399
-  _globals['_ADDCARTITEMREQUEST']._serialized_end=469
-  _globals['_UPDATECARTITEMREQUEST']._serialized_start=471
-  _globals['_UPDATECARTITEMREQUEST']._serialized_end=536
-  _globals['_DELETECARTITEMREQUEST']._serialized_start=538
-  _globals['_DELETECARTITEMREQUEST']._serialized_end=579
-  _globals['_CLEARCARTREQUEST']._serialized_start=581
-  _globals['_CLEARCARTREQUEST']._serialized_end=599
-  _globals['_GETCARTFORUSERREQUEST']._serialized_start=601
-  _globals['_GETCARTFORUSERREQUEST']._serialized_end=647
-  _globals['_CLEARCARTFORUSERREQUEST']._serialized_start=649
-  _globals['_CLEARCARTFORUSERREQUEST']._serialized_end=697
-  _globals['_CLEARCARTFORUSERRESPONSE']._serialized_start=699
-  _globals['_CLEARCARTFORUSERRESPONSE']._serialized_end=725
-  _globals['_CARTSERVICE']._serialized_start=728
-  _globals['_CARTSERVICE']._serialized_end=1271
-  _globals['_CARTINTERNALSERVICE']._serialized_start=1274
-  _globals['_CARTINTERNALSERVICE']._serialized_end=1489
+  _globals['_CARTSERVICE'].methods_by_name['MergeCart']._loaded_options = None
+  _globals['_CARTSERVICE'].methods_by_name['MergeCart']._serialized_options = b'\202\323\344\223\002\024\"\017/api/cart/merge:\001*'
+  _globals['_CARTINTERNALSERVICE'].methods_by_name['GetCartForUser']._loaded_options = None
+  _globals['_CARTINTERNALSERVICE'].methods_by_name['GetCartForUser']._serialized_options = b'\220\002\001'
+  _globals['_CARTINTERNALSERVICE'].methods_by_name['ClearCartForUser']._loaded_options = None
+  _globals['_CARTINTERNALSERVICE'].methods_by_name['ClearCartForUser']._serialized_options = b'\220\002\002'
+  _globals['_CART']._serialized_start=115
+  _globals['_CART']._serialized_end=276
+  _globals['_CARTITEM']._serialized_start=279
+  _globals['_CARTITEM']._serialized_end=429
+  _globals['_GETCARTREQUEST']._serialized_start=431
+  _globals['_GETCARTREQUEST']._serialized_end=447
+  _globals['_ADDCARTITEMREQUEST']._serialized_start=449
+  _globals['_ADDCARTITEMREQUEST']._serialized_end=519
+  _globals['_UPDATECARTITEMREQUEST']._serialized_start=521
+  _globals['_UPDATECARTITEMREQUEST']._serialized_end=586
+  _globals['_DELETECARTITEMREQUEST']._serialized_start=588
+  _globals['_DELETECARTITEMREQUEST']._serialized_end=629
+  _globals['_CLEARCARTREQUEST']._serialized_start=631
+  _globals['_CLEARCARTREQUEST']._serialized_end=649
+  _globals['_MERGECARTREQUEST']._serialized_start=651
+  _globals['_MERGECARTREQUEST']._serialized_end=695
+  _globals['_GETCARTFORUSERREQUEST']._serialized_start=697
+  _globals['_GETCARTFORUSERREQUEST']._serialized_end=743
+  _globals['_CLEARCARTFORUSERREQUEST']._serialized_start=745
+  _globals['_CLEARCARTFORUSERREQUEST']._serialized_end=793
+  _globals['_CLEARCARTFORUSERRESPONSE']._serialized_start=795
+  _globals['_CLEARCARTFORUSERRESPONSE']._serialized_end=821
+  _globals['_CARTSERVICE']._serialized_start=824
+  _globals['_CARTSERVICE']._serialized_end=1470
+  _globals['_CARTINTERNALSERVICE']._serialized_start=1473
+  _globals['_CARTINTERNALSERVICE']._serialized_end=1698
 # @@protoc_insertion_point(module_scope)

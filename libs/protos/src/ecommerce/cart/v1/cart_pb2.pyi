@@ -26,6 +26,8 @@ class Cart(_message.Message):
     SUBTOTAL_CENTS_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
     ITEM_COUNT_FIELD_NUMBER: _builtins.int
+    CART_TOKEN_FIELD_NUMBER: _builtins.int
+    NOTICES_FIELD_NUMBER: _builtins.int
     subtotal_cents: _builtins.int
     """Sum of line_total_cents."""
     currency: _builtins.str
@@ -34,9 +36,19 @@ class Cart(_message.Message):
     """
     item_count: _builtins.int
     """Sum of the lines' quantities (not the number of lines)."""
+    cart_token: _builtins.str
+    """A guest cart's token, in the answer that made the cart (send it back as X-Cart-Token;
+    it is shown once, as only its hash is kept). Empty otherwise.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CartItem]:
         """Oldest line first."""
+
+    @_builtins.property
+    def notices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What changed by itself since the caller last looked, for people: "Blue Mug is no longer
+        available and was removed from your cart", "only 3 of Red Mug are available".
+        """
 
     def __init__(
         self,
@@ -45,10 +57,12 @@ class Cart(_message.Message):
         subtotal_cents: _builtins.int = ...,
         currency: _builtins.str = ...,
         item_count: _builtins.int = ...,
+        cart_token: _builtins.str = ...,
+        notices: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "item_count", b"item_count", "items", b"items", "subtotal_cents", b"subtotal_cents"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cart_token", b"cart_token", "currency", b"currency", "item_count", b"item_count", "items", b"items", "notices", b"notices", "subtotal_cents", b"subtotal_cents"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -191,6 +205,26 @@ class ClearCartRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ClearCartRequest: _TypeAlias = ClearCartRequest  # noqa: Y015
+
+@_typing.final
+class MergeCartRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CART_TOKEN_FIELD_NUMBER: _builtins.int
+    cart_token: _builtins.str
+    """The guest cart's token, as returned when the guest cart was made."""
+    def __init__(
+        self,
+        *,
+        cart_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cart_token", b"cart_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergeCartRequest: _TypeAlias = MergeCartRequest  # noqa: Y015
 
 @_typing.final
 class GetCartForUserRequest(_message.Message):

@@ -26,9 +26,11 @@ if _version_not_supported:
 
 
 class CartServiceStub:
-    """The signed-in user's shopping cart (every RPC needs a user; there are no guest carts).
+    """A shopping cart: a signed-in user's (Authorization: Bearer), or a guest's, named by the
+    `cart_token` the first AddCartItem without a user returns and sent back as `X-Cart-Token`.
     Every call answers with the whole cart as it is afterwards, priced at the catalog's current
-    prices. Lines whose product was deleted or made inactive are dropped when the cart is read.
+    prices. A line whose product left the catalog (deleted or made inactive) is dropped when the
+    cart is read, with a line in `notices` saying so.
     """
 
     def __init__(self, channel):
@@ -62,32 +64,43 @@ class CartServiceStub:
                 request_serializer=ecommerce_dot_cart_dot_v1_dot_cart__pb2.ClearCartRequest.SerializeToString,
                 response_deserializer=ecommerce_dot_cart_dot_v1_dot_cart__pb2.Cart.FromString,
                 _registered_method=True)
+        self.MergeCart = channel.unary_unary(
+                '/ecommerce.cart.v1.CartService/MergeCart',
+                request_serializer=ecommerce_dot_cart_dot_v1_dot_cart__pb2.MergeCartRequest.SerializeToString,
+                response_deserializer=ecommerce_dot_cart_dot_v1_dot_cart__pb2.Cart.FromString,
+                _registered_method=True)
 
 
 class CartServiceServicer:
-    """The signed-in user's shopping cart (every RPC needs a user; there are no guest carts).
+    """A shopping cart: a signed-in user's (Authorization: Bearer), or a guest's, named by the
+    `cart_token` the first AddCartItem without a user returns and sent back as `X-Cart-Token`.
     Every call answers with the whole cart as it is afterwards, priced at the catalog's current
-    prices. Lines whose product was deleted or made inactive are dropped when the cart is read.
+    prices. A line whose product left the catalog (deleted or made inactive) is dropped when the
+    cart is read, with a line in `notices` saying so.
     """
 
     def GetCart(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The caller's cart; empty for a guest without a (known) cart token.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AddCartItem(self, request, context):
-        """Adds a product. Adding a product already in the cart adds to that line's quantity.
-        A quantity (after adding) above the product's stock is FAILED_PRECONDITION; an unknown or
-        inactive product is NOT_FOUND.
+        """Adds a product; adding a product already in the cart adds to that line's quantity.
+        Without a user or a known cart token, a new guest cart is made and its `cart_token` is in
+        the answer. An unknown or inactive product is INVALID_ARGUMENT on `product_id`; a quantity
+        (after adding) above 99 or above the product's available stock is INVALID_ARGUMENT on
+        `quantity` (reason OUT_OF_STOCK when stock is the limit); a product in another currency
+        than the cart's is FAILED_PRECONDITION (CURRENCY_MISMATCH).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateCartItem(self, request, context):
-        """Sets a line's quantity. Above the product's stock is FAILED_PRECONDITION; an id not in
-        the cart is NOT_FOUND.
+        """Sets a line's quantity (1 to 99, and not above available stock: INVALID_ARGUMENT on
+        `quantity`). An id not in the cart is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +115,16 @@ class CartServiceServicer:
 
     def ClearCart(self, request, context):
         """Removes every line; the empty cart is returned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MergeCart(self, request, context):
+        """After signing in: moves a guest cart's lines into the user's cart (quantities add up,
+        capped at 99 and at available stock, with a notice when capped) and spends the token. A
+        retry by the same user answers the merged cart again; a token that is unknown, expired or
+        merged by another user is INVALID_ARGUMENT on `cart_token` (CART_TOKEN_INVALID).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +158,11 @@ def add_CartServiceServicer_to_server(servicer, server):
                     request_deserializer=ecommerce_dot_cart_dot_v1_dot_cart__pb2.ClearCartRequest.FromString,
                     response_serializer=ecommerce_dot_cart_dot_v1_dot_cart__pb2.Cart.SerializeToString,
             ),
+            'MergeCart': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergeCart,
+                    request_deserializer=ecommerce_dot_cart_dot_v1_dot_cart__pb2.MergeCartRequest.FromString,
+                    response_serializer=ecommerce_dot_cart_dot_v1_dot_cart__pb2.Cart.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'ecommerce.cart.v1.CartService', rpc_method_handlers)
@@ -144,9 +172,11 @@ def add_CartServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CartService:
-    """The signed-in user's shopping cart (every RPC needs a user; there are no guest carts).
+    """A shopping cart: a signed-in user's (Authorization: Bearer), or a guest's, named by the
+    `cart_token` the first AddCartItem without a user returns and sent back as `X-Cart-Token`.
     Every call answers with the whole cart as it is afterwards, priced at the catalog's current
-    prices. Lines whose product was deleted or made inactive are dropped when the cart is read.
+    prices. A line whose product left the catalog (deleted or made inactive) is dropped when the
+    cart is read, with a line in `notices` saying so.
     """
 
     @staticmethod
@@ -284,10 +314,37 @@ class CartService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def MergeCart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecommerce.cart.v1.CartService/MergeCart',
+            ecommerce_dot_cart_dot_v1_dot_cart__pb2.MergeCartRequest.SerializeToString,
+            ecommerce_dot_cart_dot_v1_dot_cart__pb2.Cart.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CartInternalServiceStub:
-    """Service-to-service only; not routed at the edge. Used by orders at checkout and once an
-    order is paid.
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential. Used by orders at checkout and once an order is paid.
     """
 
     def __init__(self, channel):
@@ -309,8 +366,8 @@ class CartInternalServiceStub:
 
 
 class CartInternalServiceServicer:
-    """Service-to-service only; not routed at the edge. Used by orders at checkout and once an
-    order is paid.
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential. Used by orders at checkout and once an order is paid.
     """
 
     def GetCartForUser(self, request, context):
@@ -349,8 +406,8 @@ def add_CartInternalServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CartInternalService:
-    """Service-to-service only; not routed at the edge. Used by orders at checkout and once an
-    order is paid.
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential. Used by orders at checkout and once an order is paid.
     """
 
     @staticmethod

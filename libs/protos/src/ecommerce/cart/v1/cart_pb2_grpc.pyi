@@ -27,9 +27,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class CartServiceStub:
-    """The signed-in user's shopping cart (every RPC needs a user; there are no guest carts).
+    """A shopping cart: a signed-in user's (Authorization: Bearer), or a guest's, named by the
+    `cart_token` the first AddCartItem without a user returns and sent back as `X-Cart-Token`.
     Every call answers with the whole cart as it is afterwards, priced at the catalog's current
-    prices. Lines whose product was deleted or made inactive are dropped when the cart is read.
+    prices. A line whose product left the catalog (deleted or made inactive) is dropped when the
+    cart is read, with a line in `notices` saying so.
     """
 
     @_typing.overload
@@ -37,47 +39,71 @@ class CartServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CartServiceAsyncStub: ...
     GetCart: _grpc.UnaryUnaryMultiCallable[_cart_pb2.GetCartRequest, _cart_pb2.Cart]
+    """The caller's cart; empty for a guest without a (known) cart token."""
     AddCartItem: _grpc.UnaryUnaryMultiCallable[_cart_pb2.AddCartItemRequest, _cart_pb2.Cart]
-    """Adds a product. Adding a product already in the cart adds to that line's quantity.
-    A quantity (after adding) above the product's stock is FAILED_PRECONDITION; an unknown or
-    inactive product is NOT_FOUND.
+    """Adds a product; adding a product already in the cart adds to that line's quantity.
+    Without a user or a known cart token, a new guest cart is made and its `cart_token` is in
+    the answer. An unknown or inactive product is INVALID_ARGUMENT on `product_id`; a quantity
+    (after adding) above 99 or above the product's available stock is INVALID_ARGUMENT on
+    `quantity` (reason OUT_OF_STOCK when stock is the limit); a product in another currency
+    than the cart's is FAILED_PRECONDITION (CURRENCY_MISMATCH).
     """
     UpdateCartItem: _grpc.UnaryUnaryMultiCallable[_cart_pb2.UpdateCartItemRequest, _cart_pb2.Cart]
-    """Sets a line's quantity. Above the product's stock is FAILED_PRECONDITION; an id not in
-    the cart is NOT_FOUND.
+    """Sets a line's quantity (1 to 99, and not above available stock: INVALID_ARGUMENT on
+    `quantity`). An id not in the cart is NOT_FOUND.
     """
     DeleteCartItem: _grpc.UnaryUnaryMultiCallable[_cart_pb2.DeleteCartItemRequest, _cart_pb2.Cart]
     """Removes a line. An id not in the cart is NOT_FOUND."""
     ClearCart: _grpc.UnaryUnaryMultiCallable[_cart_pb2.ClearCartRequest, _cart_pb2.Cart]
     """Removes every line; the empty cart is returned."""
+    MergeCart: _grpc.UnaryUnaryMultiCallable[_cart_pb2.MergeCartRequest, _cart_pb2.Cart]
+    """After signing in: moves a guest cart's lines into the user's cart (quantities add up,
+    capped at 99 and at available stock, with a notice when capped) and spends the token. A
+    retry by the same user answers the merged cart again; a token that is unknown, expired or
+    merged by another user is INVALID_ARGUMENT on `cart_token` (CART_TOKEN_INVALID).
+    """
 
 @_typing.type_check_only
 class CartServiceAsyncStub(CartServiceStub):
-    """The signed-in user's shopping cart (every RPC needs a user; there are no guest carts).
+    """A shopping cart: a signed-in user's (Authorization: Bearer), or a guest's, named by the
+    `cart_token` the first AddCartItem without a user returns and sent back as `X-Cart-Token`.
     Every call answers with the whole cart as it is afterwards, priced at the catalog's current
-    prices. Lines whose product was deleted or made inactive are dropped when the cart is read.
+    prices. A line whose product left the catalog (deleted or made inactive) is dropped when the
+    cart is read, with a line in `notices` saying so.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetCart: _aio.UnaryUnaryMultiCallable[_cart_pb2.GetCartRequest, _cart_pb2.Cart]  # type: ignore[assignment]
+    """The caller's cart; empty for a guest without a (known) cart token."""
     AddCartItem: _aio.UnaryUnaryMultiCallable[_cart_pb2.AddCartItemRequest, _cart_pb2.Cart]  # type: ignore[assignment]
-    """Adds a product. Adding a product already in the cart adds to that line's quantity.
-    A quantity (after adding) above the product's stock is FAILED_PRECONDITION; an unknown or
-    inactive product is NOT_FOUND.
+    """Adds a product; adding a product already in the cart adds to that line's quantity.
+    Without a user or a known cart token, a new guest cart is made and its `cart_token` is in
+    the answer. An unknown or inactive product is INVALID_ARGUMENT on `product_id`; a quantity
+    (after adding) above 99 or above the product's available stock is INVALID_ARGUMENT on
+    `quantity` (reason OUT_OF_STOCK when stock is the limit); a product in another currency
+    than the cart's is FAILED_PRECONDITION (CURRENCY_MISMATCH).
     """
     UpdateCartItem: _aio.UnaryUnaryMultiCallable[_cart_pb2.UpdateCartItemRequest, _cart_pb2.Cart]  # type: ignore[assignment]
-    """Sets a line's quantity. Above the product's stock is FAILED_PRECONDITION; an id not in
-    the cart is NOT_FOUND.
+    """Sets a line's quantity (1 to 99, and not above available stock: INVALID_ARGUMENT on
+    `quantity`). An id not in the cart is NOT_FOUND.
     """
     DeleteCartItem: _aio.UnaryUnaryMultiCallable[_cart_pb2.DeleteCartItemRequest, _cart_pb2.Cart]  # type: ignore[assignment]
     """Removes a line. An id not in the cart is NOT_FOUND."""
     ClearCart: _aio.UnaryUnaryMultiCallable[_cart_pb2.ClearCartRequest, _cart_pb2.Cart]  # type: ignore[assignment]
     """Removes every line; the empty cart is returned."""
+    MergeCart: _aio.UnaryUnaryMultiCallable[_cart_pb2.MergeCartRequest, _cart_pb2.Cart]  # type: ignore[assignment]
+    """After signing in: moves a guest cart's lines into the user's cart (quantities add up,
+    capped at 99 and at available stock, with a notice when capped) and spends the token. A
+    retry by the same user answers the merged cart again; a token that is unknown, expired or
+    merged by another user is INVALID_ARGUMENT on `cart_token` (CART_TOKEN_INVALID).
+    """
 
 class CartServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The signed-in user's shopping cart (every RPC needs a user; there are no guest carts).
+    """A shopping cart: a signed-in user's (Authorization: Bearer), or a guest's, named by the
+    `cart_token` the first AddCartItem without a user returns and sent back as `X-Cart-Token`.
     Every call answers with the whole cart as it is afterwards, priced at the catalog's current
-    prices. Lines whose product was deleted or made inactive are dropped when the cart is read.
+    prices. A line whose product left the catalog (deleted or made inactive) is dropped when the
+    cart is read, with a line in `notices` saying so.
     """
 
     @_abc_1.abstractmethod
@@ -85,7 +111,8 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _cart_pb2.GetCartRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_cart_pb2.Cart, _abc.Awaitable[_cart_pb2.Cart]]: ...
+    ) -> _typing.Union[_cart_pb2.Cart, _abc.Awaitable[_cart_pb2.Cart]]:
+        """The caller's cart; empty for a guest without a (known) cart token."""
 
     @_abc_1.abstractmethod
     def AddCartItem(
@@ -93,9 +120,12 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cart_pb2.AddCartItemRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cart_pb2.Cart, _abc.Awaitable[_cart_pb2.Cart]]:
-        """Adds a product. Adding a product already in the cart adds to that line's quantity.
-        A quantity (after adding) above the product's stock is FAILED_PRECONDITION; an unknown or
-        inactive product is NOT_FOUND.
+        """Adds a product; adding a product already in the cart adds to that line's quantity.
+        Without a user or a known cart token, a new guest cart is made and its `cart_token` is in
+        the answer. An unknown or inactive product is INVALID_ARGUMENT on `product_id`; a quantity
+        (after adding) above 99 or above the product's available stock is INVALID_ARGUMENT on
+        `quantity` (reason OUT_OF_STOCK when stock is the limit); a product in another currency
+        than the cart's is FAILED_PRECONDITION (CURRENCY_MISMATCH).
         """
 
     @_abc_1.abstractmethod
@@ -104,8 +134,8 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cart_pb2.UpdateCartItemRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cart_pb2.Cart, _abc.Awaitable[_cart_pb2.Cart]]:
-        """Sets a line's quantity. Above the product's stock is FAILED_PRECONDITION; an id not in
-        the cart is NOT_FOUND.
+        """Sets a line's quantity (1 to 99, and not above available stock: INVALID_ARGUMENT on
+        `quantity`). An id not in the cart is NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -124,11 +154,23 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cart_pb2.Cart, _abc.Awaitable[_cart_pb2.Cart]]:
         """Removes every line; the empty cart is returned."""
 
+    @_abc_1.abstractmethod
+    def MergeCart(
+        self,
+        request: _cart_pb2.MergeCartRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cart_pb2.Cart, _abc.Awaitable[_cart_pb2.Cart]]:
+        """After signing in: moves a guest cart's lines into the user's cart (quantities add up,
+        capped at 99 and at available stock, with a notice when capped) and spends the token. A
+        retry by the same user answers the merged cart again; a token that is unknown, expired or
+        merged by another user is INVALID_ARGUMENT on `cart_token` (CART_TOKEN_INVALID).
+        """
+
 def add_CartServiceServicer_to_server(servicer: CartServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class CartInternalServiceStub:
-    """Service-to-service only; not routed at the edge. Used by orders at checkout and once an
-    order is paid.
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential. Used by orders at checkout and once an order is paid.
     """
 
     @_typing.overload
@@ -142,8 +184,8 @@ class CartInternalServiceStub:
 
 @_typing.type_check_only
 class CartInternalServiceAsyncStub(CartInternalServiceStub):
-    """Service-to-service only; not routed at the edge. Used by orders at checkout and once an
-    order is paid.
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential. Used by orders at checkout and once an order is paid.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -153,8 +195,8 @@ class CartInternalServiceAsyncStub(CartInternalServiceStub):
     """Empties the user's cart. Idempotent."""
 
 class CartInternalServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Service-to-service only; not routed at the edge. Used by orders at checkout and once an
-    order is paid.
+    """Service-to-service only; not routed at the edge, and every call must carry a service
+    credential. Used by orders at checkout and once an order is paid.
     """
 
     @_abc_1.abstractmethod
