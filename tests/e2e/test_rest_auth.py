@@ -288,7 +288,7 @@ async def test_healthz_is_200_when_every_service_answers(api) -> None:
     assert (await api.get("/healthz")).status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/api/cart", "/api/orders", "/api/admin/analytics/summary"])
+@pytest.mark.parametrize("path", ["/api/orders", "/api/admin/analytics/summary"])
 async def test_services_not_built_yet_answer_501(api, path) -> None:
     response = await api.get(path)
     assert response.status_code == 501
