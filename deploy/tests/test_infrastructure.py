@@ -97,7 +97,7 @@ def test_redis_has_a_memory_cap_and_evicts_least_recently_used(stack: LocalStack
 
     client = redis.Redis.from_url(stack.redis_url, socket_timeout=2)
     try:
-        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "volatile-lru"}
         assert int(client.config_get("maxmemory")["maxmemory"]) == 256 * 1024 * 1024
     finally:
         client.close()

@@ -283,7 +283,7 @@ class LocalStack:
                 "redis",
                 [_tool("redis-server"), "--bind", HOST, "--port", str(p.redis), "--dir",
                  str(state / "redis"), "--save", "", "--appendonly", "no",
-                 "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru"],
+                 "--maxmemory", "256mb", "--maxmemory-policy", "volatile-lru"],
                 self._redis_ready,
             ),
             (

@@ -29,13 +29,13 @@ async def engine(stack) -> AsyncIterator[AsyncEngine]:
 
 
 class RecordingCache:
-    """Stands in for the Redis cache: records when a retirement ran (after commit)."""
+    """Stands in for the Redis cache: records the retirements (they run after commit)."""
 
     def __init__(self) -> None:
-        self.retired = 0
+        self.retired: list[tuple[list[str], bool]] = []
 
-    async def invalidate(self) -> None:
-        self.retired += 1
+    async def stock_changed(self, product_ids: list[str], crossed: bool) -> None:
+        self.retired.append((product_ids, crossed))
 
 
 def database(engine: AsyncEngine) -> Database:
@@ -414,21 +414,25 @@ async def test_reserve_validation_names_every_field(inventory, product) -> None:
     assert 890 < remaining <= 900
 
 
-async def test_each_stock_change_retires_the_cache_once_after_commit(engine, product, sql) -> None:
+async def test_each_stock_change_retires_only_its_products_after_commit(
+    engine, product, sql
+) -> None:
     pid = product(on_hand=4)
     cache = RecordingCache()
     inventory = Inventory(database(engine), cache)  # type: ignore[arg-type]
     rid = new_id()
     await inventory.reserve(rid, [(pid, 3)], 0)
-    assert cache.retired == 1
+    assert cache.retired == [([pid], False)]  # 4 -> 1 available: still in stock
     with pytest.raises(FailedPrecondition):
         await inventory.reserve(new_id(), [(pid, 3)], 0)  # refused: nothing to retire
-    assert cache.retired == 1
+    assert len(cache.retired) == 1
+    await inventory.reserve(new_id(), [(pid, 1)], 0)  # 1 -> 0: out of stock
+    assert cache.retired[-1] == ([pid], True)
     await inventory.commit(rid)
     await inventory.commit(rid)  # unchanged: nothing to retire
-    assert cache.retired == 2
+    assert len(cache.retired) == 3
     (reserved,) = sql("select reserved from catalog.products where id = %s", pid)[0]
-    assert reserved == 0
+    assert reserved == 1  # the second reservation still holds its unit
 
 
 # --- low stock -----------------------------------------------------------------------------

@@ -350,6 +350,7 @@ class Inventory:
         async with self._db.begin() as tx:
             conn = tx.conn
             current = (await lock_products(conn, [pid])).get(pid)
+            before = None if current is None else current.on_hand - current.reserved
             if current is None or current.deleted_at is not None:
                 raise NotFound("product not found")
             if on_hand < current.reserved:
@@ -366,9 +367,9 @@ class Inventory:
                 .values(**changes, version=products.c.version + 1, updated_at=func.now())
             )
             await sync_low_stock(tx, [pid])
-            await announce_changed(tx, [pid])
-            tx.on_commit(self._cache.invalidate)
             row = (await conn.execute(select(*_STOCK_COLUMNS).where(products.c.id == pid))).one()
+            crossed = ((before or 0) > 0) != (row.on_hand - row.reserved > 0)
+            await self._stock_changed(tx, [pid], [pid] if crossed else [])
         return _stock_view(row)
 
     async def list_low_stock(
@@ -403,6 +404,12 @@ class Inventory:
         ids = sorted(deltas)
         if not ids:
             return
+        available_before = {
+            row.id: row.available
+            for row in await tx.conn.execute(
+                select(products.c.id, _AVAILABLE.label("available")).where(products.c.id.in_(ids))
+            )
+        }
         await tx.conn.execute(
             update(products)
             .where(products.c.id == bindparam("pid"))
@@ -416,8 +423,25 @@ class Inventory:
             [{"pid": p, "d_on_hand": deltas[p][0], "d_reserved": deltas[p][1]} for p in ids],
         )
         await sync_low_stock(tx, ids)
-        await announce_changed(tx, ids)
-        tx.on_commit(self._cache.invalidate)
+        crossed = [
+            p
+            for p in ids
+            if (available_before[p] > 0) != (available_before[p] + deltas[p][0] - deltas[p][1] > 0)
+        ]
+        await self._stock_changed(tx, ids, crossed)
+
+    async def _stock_changed(
+        self, tx: UnitOfWork, ids: list[uuid.UUID], crossed: list[uuid.UUID]
+    ) -> None:
+        """ProductChanged only for products that went in or out of stock (the event's
+        contract); after the commit, only these products' cache entries are retired."""
+        if crossed:
+            await announce_changed(tx, crossed)
+
+        async def retire() -> None:
+            await self._cache.stock_changed([str(p) for p in ids], crossed=bool(crossed))
+
+        tx.on_commit(retire)
 
     async def _move(
         self,

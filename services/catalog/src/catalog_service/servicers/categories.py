@@ -43,7 +43,7 @@ class CategoryServicer(catalog_pb2_grpc.CategoryServiceServicer):
                 total_size=hits.total,
             )
 
-        return await self._c.cached(
+        return await self._c.cached_page(
             "category-products", request, pb.ListCategoryProductsResponse, build
         )
 

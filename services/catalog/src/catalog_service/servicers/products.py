@@ -11,7 +11,6 @@ from ecom_runtime.validation import Violations, parse_uuid
 from ecommerce.catalog.v1 import catalog_pb2 as pb
 from ecommerce.catalog.v1 import catalog_pb2_grpc
 
-from catalog_service.cache import cache_key
 from catalog_service.images import Images
 from catalog_service.products import ProductFields
 from catalog_service.search import PRICE_BAND_EDGES, SORTS, SearchHits
@@ -42,7 +41,7 @@ class ProductServicer(catalog_pb2_grpc.ProductServiceServicer):
 
         if request.include_inactive:
             return await build()
-        return await self._c.cached("list", request, pb.ListProductsResponse, build)
+        return await self._c.cached_page("list", request, pb.ListProductsResponse, build)
 
     async def SearchProducts(self, request: pb.SearchProductsRequest, context: Context) -> Any:
         violations = Violations()
@@ -60,7 +59,7 @@ class ProductServicer(catalog_pb2_grpc.ProductServiceServicer):
                 facets=await self._facets(hits),
             )
 
-        return await self._c.cached("search", request, pb.SearchProductsResponse, build)
+        return await self._c.cached_page("search", request, pb.SearchProductsResponse, build)
 
     async def _facets(self, hits: SearchHits) -> pb.SearchFacets:
         facets = pb.SearchFacets()
@@ -88,13 +87,8 @@ class ProductServicer(catalog_pb2_grpc.ProductServiceServicer):
     async def GetProduct(self, request: pb.GetProductRequest, context: Context) -> Any:
         product_id = parse_uuid("id", request.id)
 
-        async def build() -> pb.Product:
-            return product_message(await self._c.products.get(product_id))
-
         try:
-            # The parsed id is the whole question: its bytes are the key (no copy to normalize).
-            key = cache_key("product", product_id.bytes)
-            return await self._c.cached("product", request, pb.Product, build, key=key)
+            return await self._c.cached_product(product_id)
         except NotFound:
             # Hidden from everyone but admins, who still see an inactive product; to anyone
             # else a hidden product does not exist (404, never a 403 that would confirm it).

@@ -3,6 +3,7 @@ subtrees, product pages, and the response cache in front of them."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,17 +47,53 @@ class Reads:
         request: Message,
         response_type: Any,
         build: Callable[[], Awaitable[Message]],
-        *,
-        key: str = "",
     ) -> Any:
-        """The response from the cache, or built and cached. `key` defaults to the normalized
-        request's (variants of one question share one entry)."""
+        """A response without stock in it (the category tree), from the cache or built."""
 
         async def serialized() -> bytes:
             return (await build()).SerializeToString()
 
-        key = key or normalized_key(kind, request)
+        key = normalized_key(kind, request)  # variants of one question share one entry
         return response_type.FromString(await self.cache.get_or_build(key, serialized))
+
+    async def cached_product(self, product_id: uuid.UUID) -> pb.Product:
+        """One live, active product, from the cache or PostgreSQL (NotFound otherwise)."""
+
+        async def build() -> bytes:
+            return product_message(await self.products.get(product_id)).SerializeToString()
+
+        return pb.Product.FromString(await self.cache.product(str(product_id), build))
+
+    async def cached_page(
+        self,
+        kind: str,
+        request: Any,
+        response_type: Any,
+        build: Callable[[], Awaitable[Any]],
+    ) -> Any:
+        """A page of products: its skeleton and its products cached apart, so stock changes
+        retire only the products they touch (cache.py)."""
+
+        async def skeleton() -> tuple[bytes, list[str], list[bytes]]:
+            response = await build()
+            products = list(response.products)
+            del response.products[:]
+            serialized = [p.SerializeToString() for p in products]
+            return response.SerializeToString(), [p.id for p in products], serialized
+
+        async def load(ids: list[str]) -> dict[str, bytes]:
+            rows = await self.products.get_many([uuid.UUID(i) for i in ids])
+            return {str(row.id): product_message(row).SerializeToString() for row in rows}
+
+        body, products = await self.cache.page(
+            normalized_key(kind, request),
+            in_stock_only=bool(getattr(request, "in_stock", False)),
+            build=skeleton,
+            load=load,
+        )
+        response = response_type.FromString(body)
+        response.products.extend(pb.Product.FromString(p) for p in products)
+        return response
 
     def query(
         self, request: Any, *, sort_choices: tuple[str, ...], default_sort: str
