@@ -176,28 +176,7 @@ class Carts:
         try:
             async with self.db.begin() as tx:
                 cart_id, token = await self._own_cart(tx, owner)
-                # One statement adds to an existing line or makes one; the row lock it takes
-                # serializes concurrent adds of one product, so none is lost.
-                total = (
-                    await tx.conn.execute(
-                        pg_insert(cart_items)
-                        .values(
-                            id=uuid.uuid4(),
-                            cart_id=cart_id,
-                            product_id=pid,
-                            quantity=quantity,
-                            name=offer.name,
-                        )
-                        .on_conflict_do_update(
-                            index_elements=[cart_items.c.cart_id, cart_items.c.product_id],
-                            set_={
-                                "quantity": cart_items.c.quantity + quantity,
-                                "name": offer.name,
-                            },
-                        )
-                        .returning(cart_items.c.quantity)
-                    )
-                ).scalar_one()
+                total = await _put_line(tx, cart_id, offer, quantity, adding=True)
                 _check_offer(offer, total)  # raising here rolls the add back
         except IntegrityError:
             raise InvalidArgument(
@@ -317,22 +296,8 @@ class Carts:
             quantity = min(wanted, MAX_QUANTITY, max(offer.available, 0))
             if quantity < wanted:
                 notices.append(f"only {quantity} of {offer.name} could be kept")
-            if quantity <= 0:
-                continue
-            await tx.conn.execute(
-                pg_insert(cart_items)
-                .values(
-                    id=uuid.uuid4(),
-                    cart_id=target,
-                    product_id=row.product_id,
-                    quantity=quantity,
-                    name=offer.name,
-                )
-                .on_conflict_do_update(
-                    index_elements=[cart_items.c.cart_id, cart_items.c.product_id],
-                    set_={"quantity": quantity, "name": offer.name},
-                )
-            )
+            if quantity > 0:
+                await _put_line(tx, target, offer, quantity, adding=False)
         await tx.conn.execute(delete(cart_items).where(cart_items.c.cart_id == source))
         return notices
 
@@ -386,6 +351,36 @@ def _owner_filter(owner: Owner, *, merged: bool = False) -> Any:
 def _owned(owner: Owner, *, merged: bool = False) -> Any:
     """SELECT of the owner's cart row."""
     return select(carts).where(_owner_filter(owner, merged=merged))
+
+
+async def _put_line(
+    tx: UnitOfWork, cart_id: uuid.UUID, offer: Offer, quantity: int, *, adding: bool
+) -> int:
+    """Makes the product's line hold `quantity` (`adding`: that many more); what it now holds.
+
+    One statement makes the line or changes it; the row lock it takes serializes concurrent
+    adds of one product, so none is lost.
+    """
+    held = cart_items.c.quantity + quantity if adding else quantity
+    return int(
+        (
+            await tx.conn.execute(
+                pg_insert(cart_items)
+                .values(
+                    id=uuid.uuid4(),
+                    cart_id=cart_id,
+                    product_id=offer.product_id,
+                    quantity=quantity,
+                    name=offer.name,
+                )
+                .on_conflict_do_update(
+                    index_elements=[cart_items.c.cart_id, cart_items.c.product_id],
+                    set_={"quantity": held, "name": offer.name},
+                )
+                .returning(cart_items.c.quantity)
+            )
+        ).scalar_one()
+    )
 
 
 async def _touch(tx: UnitOfWork, cart_id: uuid.UUID) -> None:
