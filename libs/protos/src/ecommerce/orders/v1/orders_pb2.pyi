@@ -35,7 +35,9 @@ class _OrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderStat
     """Shipped."""
     ORDER_STATUS_DELIVERED: _OrderStatus.ValueType  # 4
     ORDER_STATUS_PAYMENT_FAILED: _OrderStatus.ValueType  # 5
-    """Payment declined. Final (the stock is released; the user checks out again)."""
+    """Payment declined. The stock stays reserved: the customer may pay again, with another
+    method, until the reservation expires (then CANCELLED).
+    """
     ORDER_STATUS_CANCELLED: _OrderStatus.ValueType  # 6
     """By the customer, an admin, or the system when the reservation expired unpaid. Final. A
     paid order that is cancelled is refunded in full and stays CANCELLED.
@@ -44,9 +46,10 @@ class _OrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderStat
     """Refunded in full by an admin. Final. (A partial refund leaves the status as it is.)"""
 
 class OrderStatus(_OrderStatus, metaclass=_OrderStatusEnumTypeWrapper):
-    """An order's life: PENDING_PAYMENT -> PAID -> FULFILLED -> DELIVERED; side exits
-    PAYMENT_FAILED (from PENDING_PAYMENT), CANCELLED (from PENDING_PAYMENT or PAID) and
-    REFUNDED (once refunds reach the total, from PAID, FULFILLED or DELIVERED).
+    """An order's life: PENDING_PAYMENT -> PAID -> FULFILLED -> DELIVERED; PAYMENT_FAILED (from
+    PENDING_PAYMENT, back to PAID when a retry succeeds), CANCELLED (from PENDING_PAYMENT,
+    PAYMENT_FAILED or PAID; also when the reservation expires unpaid) and REFUNDED (once refunds
+    reach the total, from PAID, FULFILLED or DELIVERED). Every move is in the order's history.
     """
 
 ORDER_STATUS_UNSPECIFIED: OrderStatus.ValueType  # 0
@@ -57,7 +60,9 @@ ORDER_STATUS_FULFILLED: OrderStatus.ValueType  # 3
 """Shipped."""
 ORDER_STATUS_DELIVERED: OrderStatus.ValueType  # 4
 ORDER_STATUS_PAYMENT_FAILED: OrderStatus.ValueType  # 5
-"""Payment declined. Final (the stock is released; the user checks out again)."""
+"""Payment declined. The stock stays reserved: the customer may pay again, with another
+method, until the reservation expires (then CANCELLED).
+"""
 ORDER_STATUS_CANCELLED: OrderStatus.ValueType  # 6
 """By the customer, an admin, or the system when the reservation expired unpaid. Final. A
 paid order that is cancelled is refunded in full and stays CANCELLED.
@@ -82,6 +87,9 @@ class Order(_message.Message):
     SHIPPING_ADDRESS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    REFUNDED_CENTS_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     user_id: _builtins.str
     """The customer's id."""
@@ -94,6 +102,10 @@ class Order(_message.Message):
     """subtotal_cents + tax_cents + shipping_cents: the amount charged."""
     currency: _builtins.str
     """ISO 4217 code of every amount of the order."""
+    number: _builtins.str
+    """Short and human-readable, for receipts and support ("ORD-7K3Q-92XF"); unique."""
+    refunded_cents: _builtins.int
+    """What has been refunded so far (partial refunds add up; at total_cents it is REFUNDED)."""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderItem]:
         """Copies taken at checkout: later catalog changes do not alter an order."""
@@ -104,6 +116,10 @@ class Order(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderStatusChange]:
+        """Every status the order has had, oldest first, with when it took it."""
+
     def __init__(
         self,
         *,
@@ -119,14 +135,42 @@ class Order(_message.Message):
         shipping_address: _common_pb2.Address | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        number: _builtins.str = ...,
+        refunded_cents: _builtins.int = ...,
+        history: _abc.Iterable[Global___OrderStatusChange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "shipping_address", b"shipping_address", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "currency", b"currency", "id", b"id", "items", b"items", "shipping_address", b"shipping_address", "shipping_cents", b"shipping_cents", "status", b"status", "subtotal_cents", b"subtotal_cents", "tax_cents", b"tax_cents", "total_cents", b"total_cents", "updated_at", b"updated_at", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "currency", b"currency", "history", b"history", "id", b"id", "items", b"items", "number", b"number", "refunded_cents", b"refunded_cents", "shipping_address", b"shipping_address", "shipping_cents", b"shipping_cents", "status", b"status", "subtotal_cents", b"subtotal_cents", "tax_cents", b"tax_cents", "total_cents", b"total_cents", "updated_at", b"updated_at", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Order: _TypeAlias = Order  # noqa: Y015
+
+@_typing.final
+class OrderStatusChange(_message.Message):
+    """One move in an order's life."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    status: Global___OrderStatus.ValueType
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        status: Global___OrderStatus.ValueType = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OrderStatusChange: _TypeAlias = OrderStatusChange  # noqa: Y015
 
 @_typing.final
 class OrderItem(_message.Message):

@@ -119,10 +119,12 @@ class OrderServiceServicer:
 
     def PayOrder(self, request, context):
         """Confirms the order's PaymentIntent server-side with a payment method. Answers with the
-        order as it is afterwards: ORDER_STATUS_PAID on success, ORDER_STATUS_PAYMENT_FAILED when
-        the card is declined (a decline is not an RPC error; the stock is released and the cart
-        kept, so the user can check out again). An order not in ORDER_STATUS_PENDING_PAYMENT is
-        FAILED_PRECONDITION. Honours `Idempotency-Key` like Checkout.
+        order, ORDER_STATUS_PAID, on success. A declined card is FAILED_PRECONDITION with reason
+        CARD_DECLINED (and the card's decline code in the ErrorInfo metadata); the order becomes
+        ORDER_STATUS_PAYMENT_FAILED and keeps its stock reserved, so the customer may pay again,
+        with another method, while the reservation holds. An order in any other status than
+        PENDING_PAYMENT or PAYMENT_FAILED is FAILED_PRECONDITION. Honours `Idempotency-Key` like
+        Checkout.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,10 +145,11 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelOrder(self, request, context):
-        """Cancels an order in ORDER_STATUS_PENDING_PAYMENT or ORDER_STATUS_PAID: the status becomes
-        ORDER_STATUS_CANCELLED, the stock is released and, if it was paid, the whole amount is
-        refunded (asynchronously; RefundSucceeded follows). Cancelling a cancelled order returns
-        it unchanged; any other status is FAILED_PRECONDITION.
+        """Cancels an order in ORDER_STATUS_PENDING_PAYMENT, ORDER_STATUS_PAYMENT_FAILED or
+        ORDER_STATUS_PAID: the status becomes ORDER_STATUS_CANCELLED, the stock is released and,
+        if it was paid, the whole amount is refunded (asynchronously; RefundSucceeded follows).
+        Cancelling a cancelled order returns it unchanged; any other status is
+        FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -160,9 +163,9 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateOrderStatus(self, request, context):
-        """(admin) Moves an order along fulfilment: PAID -> FULFILLED -> DELIVERED. Setting
-        ORDER_STATUS_CANCELLED behaves as CancelOrder. Any other transition (including to
-        PAID, PAYMENT_FAILED or REFUNDED, which follow payments) is FAILED_PRECONDITION; setting
+        """(admin) Moves an order along fulfilment: PAID -> FULFILLED -> DELIVERED. Any other
+        transition (to PAID, PAYMENT_FAILED, CANCELLED or REFUNDED, which follow payments,
+        cancellation and refunds) is FAILED_PRECONDITION with reason ILLEGAL_TRANSITION; setting
         the current status again returns the order unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -59,27 +59,30 @@ class OrderServiceStub:
     """
     PayOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.PayOrderRequest, _orders_pb2.PayOrderResponse]
     """Confirms the order's PaymentIntent server-side with a payment method. Answers with the
-    order as it is afterwards: ORDER_STATUS_PAID on success, ORDER_STATUS_PAYMENT_FAILED when
-    the card is declined (a decline is not an RPC error; the stock is released and the cart
-    kept, so the user can check out again). An order not in ORDER_STATUS_PENDING_PAYMENT is
-    FAILED_PRECONDITION. Honours `Idempotency-Key` like Checkout.
+    order, ORDER_STATUS_PAID, on success. A declined card is FAILED_PRECONDITION with reason
+    CARD_DECLINED (and the card's decline code in the ErrorInfo metadata); the order becomes
+    ORDER_STATUS_PAYMENT_FAILED and keeps its stock reserved, so the customer may pay again,
+    with another method, while the reservation holds. An order in any other status than
+    PENDING_PAYMENT or PAYMENT_FAILED is FAILED_PRECONDITION. Honours `Idempotency-Key` like
+    Checkout.
     """
     ListOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersRequest, _orders_pb2.ListOrdersResponse]
     """The user's own orders, newest first."""
     GetOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.Order]
     """One of the user's own orders. Admins may read any order."""
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.CancelOrderRequest, _orders_pb2.Order]
-    """Cancels an order in ORDER_STATUS_PENDING_PAYMENT or ORDER_STATUS_PAID: the status becomes
-    ORDER_STATUS_CANCELLED, the stock is released and, if it was paid, the whole amount is
-    refunded (asynchronously; RefundSucceeded follows). Cancelling a cancelled order returns
-    it unchanged; any other status is FAILED_PRECONDITION.
+    """Cancels an order in ORDER_STATUS_PENDING_PAYMENT, ORDER_STATUS_PAYMENT_FAILED or
+    ORDER_STATUS_PAID: the status becomes ORDER_STATUS_CANCELLED, the stock is released and,
+    if it was paid, the whole amount is refunded (asynchronously; RefundSucceeded follows).
+    Cancelling a cancelled order returns it unchanged; any other status is
+    FAILED_PRECONDITION.
     """
     ListAllOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListAllOrdersRequest, _orders_pb2.ListAllOrdersResponse]
     """(admin) Every user's orders, newest first, optionally filtered."""
     UpdateOrderStatus: _grpc.UnaryUnaryMultiCallable[_orders_pb2.UpdateOrderStatusRequest, _orders_pb2.Order]
-    """(admin) Moves an order along fulfilment: PAID -> FULFILLED -> DELIVERED. Setting
-    ORDER_STATUS_CANCELLED behaves as CancelOrder. Any other transition (including to
-    PAID, PAYMENT_FAILED or REFUNDED, which follow payments) is FAILED_PRECONDITION; setting
+    """(admin) Moves an order along fulfilment: PAID -> FULFILLED -> DELIVERED. Any other
+    transition (to PAID, PAYMENT_FAILED, CANCELLED or REFUNDED, which follow payments,
+    cancellation and refunds) is FAILED_PRECONDITION with reason ILLEGAL_TRANSITION; setting
     the current status again returns the order unchanged.
     """
 
@@ -114,27 +117,30 @@ class OrderServiceAsyncStub(OrderServiceStub):
     """
     PayOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.PayOrderRequest, _orders_pb2.PayOrderResponse]  # type: ignore[assignment]
     """Confirms the order's PaymentIntent server-side with a payment method. Answers with the
-    order as it is afterwards: ORDER_STATUS_PAID on success, ORDER_STATUS_PAYMENT_FAILED when
-    the card is declined (a decline is not an RPC error; the stock is released and the cart
-    kept, so the user can check out again). An order not in ORDER_STATUS_PENDING_PAYMENT is
-    FAILED_PRECONDITION. Honours `Idempotency-Key` like Checkout.
+    order, ORDER_STATUS_PAID, on success. A declined card is FAILED_PRECONDITION with reason
+    CARD_DECLINED (and the card's decline code in the ErrorInfo metadata); the order becomes
+    ORDER_STATUS_PAYMENT_FAILED and keeps its stock reserved, so the customer may pay again,
+    with another method, while the reservation holds. An order in any other status than
+    PENDING_PAYMENT or PAYMENT_FAILED is FAILED_PRECONDITION. Honours `Idempotency-Key` like
+    Checkout.
     """
     ListOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersRequest, _orders_pb2.ListOrdersResponse]  # type: ignore[assignment]
     """The user's own orders, newest first."""
     GetOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.GetOrderRequest, _orders_pb2.Order]  # type: ignore[assignment]
     """One of the user's own orders. Admins may read any order."""
     CancelOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.CancelOrderRequest, _orders_pb2.Order]  # type: ignore[assignment]
-    """Cancels an order in ORDER_STATUS_PENDING_PAYMENT or ORDER_STATUS_PAID: the status becomes
-    ORDER_STATUS_CANCELLED, the stock is released and, if it was paid, the whole amount is
-    refunded (asynchronously; RefundSucceeded follows). Cancelling a cancelled order returns
-    it unchanged; any other status is FAILED_PRECONDITION.
+    """Cancels an order in ORDER_STATUS_PENDING_PAYMENT, ORDER_STATUS_PAYMENT_FAILED or
+    ORDER_STATUS_PAID: the status becomes ORDER_STATUS_CANCELLED, the stock is released and,
+    if it was paid, the whole amount is refunded (asynchronously; RefundSucceeded follows).
+    Cancelling a cancelled order returns it unchanged; any other status is
+    FAILED_PRECONDITION.
     """
     ListAllOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListAllOrdersRequest, _orders_pb2.ListAllOrdersResponse]  # type: ignore[assignment]
     """(admin) Every user's orders, newest first, optionally filtered."""
     UpdateOrderStatus: _aio.UnaryUnaryMultiCallable[_orders_pb2.UpdateOrderStatusRequest, _orders_pb2.Order]  # type: ignore[assignment]
-    """(admin) Moves an order along fulfilment: PAID -> FULFILLED -> DELIVERED. Setting
-    ORDER_STATUS_CANCELLED behaves as CancelOrder. Any other transition (including to
-    PAID, PAYMENT_FAILED or REFUNDED, which follow payments) is FAILED_PRECONDITION; setting
+    """(admin) Moves an order along fulfilment: PAID -> FULFILLED -> DELIVERED. Any other
+    transition (to PAID, PAYMENT_FAILED, CANCELLED or REFUNDED, which follow payments,
+    cancellation and refunds) is FAILED_PRECONDITION with reason ILLEGAL_TRANSITION; setting
     the current status again returns the order unchanged.
     """
 
@@ -178,10 +184,12 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_orders_pb2.PayOrderResponse, _abc.Awaitable[_orders_pb2.PayOrderResponse]]:
         """Confirms the order's PaymentIntent server-side with a payment method. Answers with the
-        order as it is afterwards: ORDER_STATUS_PAID on success, ORDER_STATUS_PAYMENT_FAILED when
-        the card is declined (a decline is not an RPC error; the stock is released and the cart
-        kept, so the user can check out again). An order not in ORDER_STATUS_PENDING_PAYMENT is
-        FAILED_PRECONDITION. Honours `Idempotency-Key` like Checkout.
+        order, ORDER_STATUS_PAID, on success. A declined card is FAILED_PRECONDITION with reason
+        CARD_DECLINED (and the card's decline code in the ErrorInfo metadata); the order becomes
+        ORDER_STATUS_PAYMENT_FAILED and keeps its stock reserved, so the customer may pay again,
+        with another method, while the reservation holds. An order in any other status than
+        PENDING_PAYMENT or PAYMENT_FAILED is FAILED_PRECONDITION. Honours `Idempotency-Key` like
+        Checkout.
         """
 
     @_abc_1.abstractmethod
@@ -206,10 +214,11 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _orders_pb2.CancelOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orders_pb2.Order, _abc.Awaitable[_orders_pb2.Order]]:
-        """Cancels an order in ORDER_STATUS_PENDING_PAYMENT or ORDER_STATUS_PAID: the status becomes
-        ORDER_STATUS_CANCELLED, the stock is released and, if it was paid, the whole amount is
-        refunded (asynchronously; RefundSucceeded follows). Cancelling a cancelled order returns
-        it unchanged; any other status is FAILED_PRECONDITION.
+        """Cancels an order in ORDER_STATUS_PENDING_PAYMENT, ORDER_STATUS_PAYMENT_FAILED or
+        ORDER_STATUS_PAID: the status becomes ORDER_STATUS_CANCELLED, the stock is released and,
+        if it was paid, the whole amount is refunded (asynchronously; RefundSucceeded follows).
+        Cancelling a cancelled order returns it unchanged; any other status is
+        FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod
@@ -226,9 +235,9 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _orders_pb2.UpdateOrderStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orders_pb2.Order, _abc.Awaitable[_orders_pb2.Order]]:
-        """(admin) Moves an order along fulfilment: PAID -> FULFILLED -> DELIVERED. Setting
-        ORDER_STATUS_CANCELLED behaves as CancelOrder. Any other transition (including to
-        PAID, PAYMENT_FAILED or REFUNDED, which follow payments) is FAILED_PRECONDITION; setting
+        """(admin) Moves an order along fulfilment: PAID -> FULFILLED -> DELIVERED. Any other
+        transition (to PAID, PAYMENT_FAILED, CANCELLED or REFUNDED, which follow payments,
+        cancellation and refunds) is FAILED_PRECONDITION with reason ILLEGAL_TRANSITION; setting
         the current status again returns the order unchanged.
         """
 
