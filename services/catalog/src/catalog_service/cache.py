@@ -4,17 +4,19 @@ Three counters decide what is current, each bumped after the write's transaction
 - the catalog version (`catalog:cache:version`): any admin change (price, name, category,
   activation, a new or deleted product) retires every entry at once, in O(1), so a price is
   never stale;
-- a product's stock version (`catalog:cache:pv:<id>`): a stock change (a checkout's
-  reservation, its commit or release, an admin's count) retires only that product's entry;
+- a product's stock version (field `<id>` of the hash `catalog:cache:pv`): a stock change (a
+  checkout's reservation, its commit or release, an admin's count) retires only that
+  product's entry;
 - the in-stock version (`catalog:cache:stock`): only when some product goes in or out of stock,
   retiring the pages filtered by `in_stock`, whose membership that changes.
 
-A page (list, search, category) is cached as its skeleton (order, totals, facets, token) plus
-its product ids; each product is a separate entry. Reading a page, its products and all the
-versions involved is one round trip (a Lua script); products whose entry was retired are read
-from PostgreSQL and cached again. So a busy checkout keeps every page cached and re-reads only
-the products it touched. A reader that saw an old version may still store what it built from
-old rows, but only under that old version, where nobody looks again.
+A page (list, search, category) is cached whole, with its product ids and the stock epoch (a
+counter every stock change bumps) it was stored at. Each product is also its own entry. While
+no stock changed since, a page is one read as before; after a change, its products' stock
+versions are checked and only retired products are read from PostgreSQL again, and the page is
+stored afresh. Every step is one round trip (a Lua script). So a busy checkout keeps every page
+cached and re-reads only the products it touched. A reader that saw an old version may still
+store what it built from old rows, but only under that old version, where nobody looks again.
 
 Counters carry no TTL and entries do: with `maxmemory-policy volatile-lru` Redis evicts entries,
 never counters (an evicted counter would read as 0 again and could resurrect old entries).
@@ -47,39 +49,75 @@ log = logging.getLogger("catalog.cache")
 PREFIX = "catalog:cache:"
 VERSION_KEY = PREFIX + "version"
 IN_STOCK_KEY = PREFIX + "stock"
-PAGE_SEPARATOR = b"|"  # between a page's comma-separated product ids and its skeleton
+# Bumped by every stock change: a page built since the last one is current as a whole.
+STOCK_EPOCH_KEY = PREFIX + "stock-epoch"
 
 # KEYS[1] = catalog version key, ARGV[1] = the entry's name.
 _READ = """
 local version = redis.call('GET', KEYS[1]) or '0'
 return {version, redis.call('GET', 'catalog:cache:' .. version .. ':' .. ARGV[1])}
 """
-# KEYS[1] = catalog version key, ARGV[1] = product id.
+STOCK_VERSIONS_KEY = PREFIX + "pv"  # a hash: product id -> stock version
+# Product entries are stored as elements of a repeated field number 1, which is `products` in
+# every page response (ListProducts, SearchProducts, ListCategoryProducts): a page's products
+# are then the plain concatenation of their entries.
+PRODUCTS_FIELD = 1
+_ELEMENT_TAG = bytes([PRODUCTS_FIELD << 3 | 2])  # wire type 2: length-delimited
+
+# KEYS[1] = catalog version key, KEYS[2] = stock versions hash, ARGV[1] = product id.
 _READ_PRODUCT = """
 local version = redis.call('GET', KEYS[1]) or '0'
-local pv = redis.call('GET', 'catalog:cache:pv:' .. ARGV[1]) or '0'
+local pv = redis.call('HGET', KEYS[2], ARGV[1]) or '0'
 local key = 'catalog:cache:' .. version .. ':product:' .. ARGV[1] .. ':' .. pv
 return {version, pv, redis.call('GET', key)}
 """
-# KEYS[1] = catalog version key, KEYS[2] = in-stock version key; ARGV[1] = page name,
-# ARGV[2] = '1' when the page depends on what is in stock. Returns the versions, the page and,
-# per product of the page, its stock version and its entry (nil when retired).
+# A page entry is "<stock epoch>\n<product ids, comma-separated>\n<skeleton length>\n"
+# followed by the page's whole response (skeleton, then its products as the repeated field).
+# KEYS: catalog version, in-stock version, stock versions hash, stock epoch; ARGV[1] = page
+# name, ARGV[2] = '1' when the page depends on what is in stock. Answers {version, in-stock
+# version, epoch, mode, ...}:
+# - "miss": no page;
+# - "hit", response: no stock changed anywhere since the page was stored (two GETs, as cheap
+#   as a whole cached response);
+# - "fresh", skeleton, ids, products: stock changed somewhere, every product of the page has
+#   a current entry (HMGET of their stock versions, MGET of the entries);
+# - "partial", skeleton, ids, pv1, entry1, ...: some entries retired (nil), to load.
 _READ_PAGE = """
 local version = redis.call('GET', KEYS[1]) or '0'
 local stock = '-'
 if ARGV[2] == '1' then stock = redis.call('GET', KEYS[2]) or '0' end
+local epoch = redis.call('GET', KEYS[4]) or '0'
 local prefix = 'catalog:cache:' .. version .. ':'
 local page = redis.call('GET', prefix .. stock .. ':' .. ARGV[1])
-local out = {version, stock, page or false}
-if page then
-  local ids = string.sub(page, 1, string.find(page, '|', 1, true) - 1)
-  for id in string.gmatch(ids, '[^,]+') do
-    local pv = redis.call('GET', 'catalog:cache:pv:' .. id) or '0'
-    table.insert(out, pv)
-    table.insert(out, redis.call('GET', prefix .. 'product:' .. id .. ':' .. pv) or false)
+if not page then return {version, stock, epoch, 'miss'} end
+local first = string.find(page, '\\n', 1, true)
+local second = string.find(page, '\\n', first + 1, true)
+local third = string.find(page, '\\n', second + 1, true)
+local body = string.sub(page, third + 1)
+if string.sub(page, 1, first - 1) == epoch then return {version, stock, epoch, 'hit', body} end
+local id_list = string.sub(page, first + 1, second - 1)
+local skeleton = string.sub(body, 1, tonumber(string.sub(page, second + 1, third - 1)))
+local ids = {}
+for id in string.gmatch(id_list, '[^,]+') do ids[#ids + 1] = id end
+if #ids == 0 then return {version, stock, epoch, 'fresh', skeleton, id_list, ''} end
+local pvs = redis.call('HMGET', KEYS[3], unpack(ids))
+local keys = {}
+for i, id in ipairs(ids) do
+  pvs[i] = pvs[i] or '0'
+  keys[i] = prefix .. 'product:' .. id .. ':' .. pvs[i]
+end
+local entries = redis.call('MGET', unpack(keys))
+for i = 1, #ids do
+  if not entries[i] then
+    local out = {version, stock, epoch, 'partial', skeleton, id_list}
+    for j = 1, #ids do
+      out[#out + 1] = pvs[j]
+      out[#out + 1] = entries[j]
+    end
+    return out
   end
 end
-return out
+return {version, stock, epoch, 'fresh', skeleton, id_list, table.concat(entries)}
 """
 
 
@@ -205,56 +243,72 @@ class CatalogCache:
             return await build()
         try:
             version, stock_version, cached = await self._read_product(
-                keys=[VERSION_KEY], args=[product_id]
+                keys=[VERSION_KEY, STOCK_VERSIONS_KEY], args=[product_id]
             )
         except RedisError as error:
             self._failed(error)
             return await build()
         if cached is not None:
-            return bytes(cached)
+            return _element_value(bytes(cached))
         value = await build()
         key = _product_key(version, product_id, stock_version)
-        await self._store({key: value})
+        await self._store({key: _element(value)})
         return value
 
     async def page(
         self, key: str, *, in_stock_only: bool, build: BuildPage, load: LoadProducts
-    ) -> tuple[bytes, list[bytes]]:
-        """A page's skeleton and its products, in order (see the module docstring)."""
+    ) -> bytes:
+        """A page's response, encoded: its skeleton followed by its products as the repeated
+        field PRODUCTS_FIELD (see the module docstring and _READ_PAGE)."""
         if not self._available():
-            skeleton, _, products = await build()
-            return skeleton, products
+            skeleton, _, built = await build()
+            return skeleton + b"".join(map(_element, built))
         try:
             found = await self._read_page(
-                keys=[VERSION_KEY, IN_STOCK_KEY], args=[key, "1" if in_stock_only else "0"]
+                keys=[VERSION_KEY, IN_STOCK_KEY, STOCK_VERSIONS_KEY, STOCK_EPOCH_KEY],
+                args=[key, "1" if in_stock_only else "0"],
             )
         except RedisError as error:
             self._failed(error)
-            skeleton, _, products = await build()
-            return skeleton, products
-        version, stock, cached = found[0].decode(), found[1].decode(), found[2]
-        if cached is None:
-            skeleton, ids, products = await build()
-            body = ",".join(ids).encode() + PAGE_SEPARATOR + skeleton
-            await self._store({f"{PREFIX}{version}:{stock}:{key}": body})
-            return skeleton, products
-        ids_part, _, skeleton = bytes(cached).partition(PAGE_SEPARATOR)
-        ids = ids_part.decode().split(",") if ids_part else []
-        stock_versions = dict(zip(ids, found[3::2], strict=True))
-        entries = found[4::2]
+            skeleton, _, built = await build()
+            return skeleton + b"".join(map(_element, built))
+        version, stock, epoch, mode = (part.decode() for part in found[:4])
+        if mode == "hit":
+            return bytes(found[4])
+        products: bytes
+        if mode == "miss":
+            skeleton, ids, built = await build()
+            products = b"".join(map(_element, built))
+        else:
+            skeleton, ids = bytes(found[4]), found[5].decode().split(",") if found[5] else []
+            if mode == "fresh":
+                products = bytes(found[6])
+            else:
+                products = await self._fill(version, ids, found[6::2], found[7::2], load)
+        # Under the epoch read first: a stock change since makes the next read check again.
+        header = f"{epoch}\n{','.join(ids)}\n{len(skeleton)}\n".encode()
+        await self._store({f"{PREFIX}{version}:{stock}:{key}": header + skeleton + products})
+        return skeleton + products
+
+    async def _fill(
+        self,
+        version: str,
+        ids: list[str],
+        stock_versions: list[bytes],
+        entries: list[bytes | None],
+        load: LoadProducts,
+    ) -> bytes:
+        """The page's products: cached entries, and those retired read again and cached."""
         missing = [i for i, entry in zip(ids, entries, strict=True) if entry is None]
-        loaded = await load(missing) if missing else {}
-        if loaded:
-            # Under the stock versions read before loading: a change since retires them.
-            await self._store(
-                {_product_key(version, i, stock_versions[i]): v for i, v in loaded.items()}
-            )
-        products = [
+        loaded = {i: _element(value) for i, value in (await load(missing)).items()}
+        versions = dict(zip(ids, stock_versions, strict=True))
+        # Under the stock versions read before loading: a change since retires them.
+        await self._store({_product_key(version, i, versions[i]): v for i, v in loaded.items()})
+        return b"".join(
             bytes(entry) if entry is not None else loaded[i]
             for i, entry in zip(ids, entries, strict=True)
             if entry is not None or i in loaded
-        ]
-        return skeleton, products
+        )
 
     async def invalidate(self) -> None:
         """Retire every cached entry (an admin change). Call after the commit."""
@@ -271,7 +325,8 @@ class CatalogCache:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for product_id in product_ids:
-                    pipe.incr(f"{PREFIX}pv:{product_id}")
+                    pipe.hincrby(STOCK_VERSIONS_KEY, product_id, 1)
+                pipe.incr(STOCK_EPOCH_KEY)
                 if crossed:
                     pipe.incr(IN_STOCK_KEY)
                 await pipe.execute()
@@ -288,3 +343,32 @@ class CatalogCache:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _element(product: bytes) -> bytes:
+    """A serialized product as an element of the repeated field PRODUCTS_FIELD."""
+    return _ELEMENT_TAG + _varint(len(product)) + product
+
+
+def _element_value(element: bytes) -> bytes:
+    """The serialized product inside an element (the inverse of `_element`)."""
+    shift, length, position = 0, 0, len(_ELEMENT_TAG)
+    while True:
+        byte = element[position]
+        length |= (byte & 0x7F) << shift
+        position += 1
+        if byte < 0x80:
+            return element[position : position + length]
+        shift += 7
+
+
+def _varint(value: int) -> bytes:
+    """Protobuf's base-128 varint (the library keeps its encoder private)."""
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)

@@ -13,7 +13,7 @@ from ecom_runtime.validation import Violations, parse_uuid
 from ecommerce.catalog.v1 import catalog_pb2 as pb
 from google.protobuf.message import Message
 
-from catalog_service.cache import CatalogCache, normalized_key
+from catalog_service.cache import PRODUCTS_FIELD, CatalogCache, normalized_key
 from catalog_service.categories import Categories, descendant_ids
 from catalog_service.products import Products
 from catalog_service.search import SORTS, ProductQuery, SearchBackend, SearchHits
@@ -85,15 +85,14 @@ class Reads:
             rows = await self.products.get_many([uuid.UUID(i) for i in ids])
             return {str(row.id): product_message(row).SerializeToString() for row in rows}
 
-        body, products = await self.cache.page(
+        assert response_type.DESCRIPTOR.fields_by_name["products"].number == PRODUCTS_FIELD
+        encoded = await self.cache.page(
             normalized_key(kind, request),
             in_stock_only=bool(getattr(request, "in_stock", False)),
             build=skeleton,
             load=load,
         )
-        response = response_type.FromString(body)
-        response.products.extend(pb.Product.FromString(p) for p in products)
-        return response
+        return response_type.FromString(encoded)
 
     def query(
         self, request: Any, *, sort_choices: tuple[str, ...], default_sort: str
