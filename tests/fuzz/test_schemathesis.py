@@ -202,6 +202,8 @@ def _text(content: Any) -> str:
 def test_the_harness_fails_on_a_server_error_and_on_a_hang(tmp_path) -> None:
     """A route that answers 500 and one that hangs must both come out as problems."""
 
+    released = threading.Event()  # set when the test is over: until then POST never answers
+
     class Broken(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # GET /api/categories: 500
             body = b'{"code":13,"message":"internal error","details":[]}'
@@ -211,8 +213,8 @@ def test_the_harness_fails_on_a_server_error_and_on_a_hang(tmp_path) -> None:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_POST(self) -> None:  # POST /api/categories: no answer in time
-            time.sleep(1.5)
+        def do_POST(self) -> None:  # POST /api/categories: hangs
+            released.wait(30)
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -230,6 +232,7 @@ def test_the_harness_fails_on_a_server_error_and_on_a_hang(tmp_path) -> None:
             url, "broken", {}, tmp_path, spec=one_route, request_timeout=0.5, extra=phases
         )
     finally:
+        released.set()
         server.shutdown()
     assert run.exit_code != 0 and run.requests > 0
     found = {(f.operation, f.check, f.status) for f in run.findings}
