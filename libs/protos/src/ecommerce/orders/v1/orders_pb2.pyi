@@ -155,7 +155,14 @@ class OrderStatusChange(_message.Message):
 
     STATUS_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
     status: Global___OrderStatus.ValueType
+    note: _builtins.str
+    """Why, when the system or an admin made the move or something happened to the order
+    afterwards ("reservation expired", "payment arrived after the order was cancelled; refunded
+    automatically"); empty for the customer's own acts and for payment outcomes. An entry that
+    repeats the current status carries such a note.
+    """
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -163,10 +170,11 @@ class OrderStatusChange(_message.Message):
         *,
         status: Global___OrderStatus.ValueType = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
+        note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "note", b"note", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,21 @@
+"""The subjects orders publishes and consumes."""
+
+from __future__ import annotations
+
+from ecommerce.events.v1 import events_pb2
+
+ORDER_CREATED = "ecom.orders.order_created"
+ORDER_PAID = "ecom.orders.order_paid"
+ORDER_CANCELLED = "ecom.orders.order_cancelled"
+
+PUBLISHED = {
+    events_pb2.OrderCreated: ORDER_CREATED,
+    events_pb2.OrderPaid: ORDER_PAID,
+    events_pb2.OrderCancelled: ORDER_CANCELLED,
+}
+
+# Consumed: payment outcomes move orders; registrations feed the analytics.
+PAYMENT_SUCCEEDED = "ecom.payments.payment_succeeded"
+PAYMENT_FAILED = "ecom.payments.payment_failed"
+REFUND_SUCCEEDED = "ecom.payments.refund_succeeded"
+USER_REGISTERED = "ecom.auth.user_registered"
