@@ -27,7 +27,15 @@ ADMIN_PASSWORD = "admin-password-1"
 @pytest.fixture(scope="session")
 def stack_options() -> dict[str, Any]:
     # The first admin comes from these variables, as documented for production.
-    return {"extra_env": {"AUTH_ADMIN_EMAIL": ADMIN_EMAIL, "AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD}}
+    return {
+        "extra_env": {
+            "AUTH_ADMIN_EMAIL": ADMIN_EMAIL,
+            "AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            # Orders' expiry is tested with orders processes of its own whose sweeps the tests
+            # time; the stack's own sweeps only once, at start-up, so it never races them.
+            "ORDERS_EXPIRY_SWEEP_SECONDS": "86400",
+        }
+    }
 
 
 @pytest.fixture(scope="session")
@@ -162,3 +170,62 @@ def details(error: grpc.aio.AioRpcError) -> list:
 
     raw = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
     return list(status_pb2.Status.FromString(raw).details) if raw else []
+
+
+class TcpProxy:
+    """A TCP proxy to a server of the stack (PostgreSQL, a service): `forward`, `refuse`
+    (connections fail at once) or `blackhole` (connections are accepted and never answered)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.mode = "forward"
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+
+    def cut(self) -> None:
+        """Drop every open connection, as a server restart or a network failure does."""
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        if self.mode == "refuse":
+            writer.close()
+            return
+        if self.mode == "blackhole":
+            return  # never answered; `cut` closes it
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._writers.add(up_writer)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
+def rest_reasons(response) -> list[str]:
+    """The ErrorInfo reasons of a REST error body."""
+    return [d["reason"] for d in response.json().get("details", []) if "reason" in d]
+
+
+def rest_fields(response) -> set[str]:
+    """The fields named by a REST error body's BadRequest violations."""
+    return {
+        v["field"]
+        for d in response.json().get("details", [])
+        for v in d.get("field_violations", [])
+    }

@@ -5,62 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
-import httpx
-import pytest
-
-from conftest import ADMIN_EMAIL, ADMIN_PASSWORD, tag, unique_email
-
-PASSWORD = "long enough pw"
-
-
-@pytest.fixture(scope="session")
-async def api(stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.http_url, timeout=20, trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-async def admin(api) -> dict[str, str]:
-    response = await api.post(
-        "/api/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-    )
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
-async def new_user(api: httpx.AsyncClient) -> dict[str, str]:
-    response = await api.post(
-        "/api/auth/register",
-        json={"email": unique_email("cart"), "password": PASSWORD, "name": "Cara"},
-    )
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
-@pytest.fixture
-def product(api, admin):
-    async def make(price_cents: int = 1250, stock: int = 10, **extra) -> dict:
-        body = {"sku": f"CART-{tag()}", "name": f"Mug {tag()}", "price_cents": price_cents}
-        response = await api.post(
-            "/api/products", headers=admin, json={**body, "stock": stock, **extra}
-        )
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    return make
-
-
-def reasons(response: httpx.Response) -> list[str]:
-    return [d.get("reason", "") for d in response.json().get("details", [])]
-
-
-def fields(response: httpx.Response) -> set[str]:
-    return {
-        v["field"]
-        for d in response.json().get("details", [])
-        for v in d.get("field_violations", [])
-    }
+from conftest import rest_fields as fields
+from conftest import rest_reasons as reasons
 
 
 async def test_a_guest_cart_lives_by_its_token(api, product) -> None:
@@ -92,8 +39,8 @@ async def test_a_guest_cart_lives_by_its_token(api, product) -> None:
     assert other.json()["items"] == []
 
 
-async def test_quantities_are_1_to_99_and_never_above_stock(api, product) -> None:
-    user = await new_user(api)
+async def test_quantities_are_1_to_99_and_never_above_stock(new_user, api, product) -> None:
+    user = await new_user()
     scarce = await product(stock=3)
     for quantity in (0, -1, 100):
         refused = await api.post(
@@ -119,8 +66,8 @@ async def test_quantities_are_1_to_99_and_never_above_stock(api, product) -> Non
     assert updated.status_code == 400 and "quantity" in fields(updated)
 
 
-async def test_unknown_or_hidden_products_cannot_be_added(api, product) -> None:
-    user = await new_user(api)
+async def test_unknown_or_hidden_products_cannot_be_added(new_user, api, product) -> None:
+    user = await new_user()
     hidden = await product(active=False)
     for product_id in (str(uuid.uuid4()), hidden["id"], "not-a-uuid"):
         refused = await api.post(
@@ -130,8 +77,8 @@ async def test_unknown_or_hidden_products_cannot_be_added(api, product) -> None:
     assert (await api.get("/api/cart", headers=user)).json()["items"] == []
 
 
-async def test_update_remove_clear_and_other_peoples_lines(api, product) -> None:
-    user, stranger = await new_user(api), await new_user(api)
+async def test_update_remove_clear_and_other_peoples_lines(new_user, api, product) -> None:
+    user, stranger = await new_user(), await new_user()
     a, b = await product(price_cents=500), await product(price_cents=700)
     await api.post("/api/cart/items", headers=user, json={"product_id": a["id"], "quantity": 1})
     cart = (
@@ -151,8 +98,8 @@ async def test_update_remove_clear_and_other_peoples_lines(api, product) -> None
     assert cleared.json()["items"] == [] and cleared.json()["subtotal_cents"] == "0"
 
 
-async def test_prices_are_the_catalogs_current_ones(api, admin, product) -> None:
-    user = await new_user(api)
+async def test_prices_are_the_catalogs_current_ones(new_user, api, admin, product) -> None:
+    user = await new_user()
     mug = await product(price_cents=1000)
     await api.post("/api/cart/items", headers=user, json={"product_id": mug["id"], "quantity": 2})
     await api.put(f"/api/products/{mug['id']}", headers=admin, json={"price_cents": 1500})
@@ -161,9 +108,9 @@ async def test_prices_are_the_catalogs_current_ones(api, admin, product) -> None
 
 
 async def test_a_product_that_leaves_the_catalog_drops_out_with_a_notice(
-    api, admin, product
+    new_user, api, admin, product
 ) -> None:
-    user = await new_user(api)
+    user = await new_user()
     kept, deleted, hidden = await product(), await product(), await product()
     for p in (kept, deleted, hidden):
         await api.post("/api/cart/items", headers=user, json={"product_id": p["id"], "quantity": 1})
@@ -178,8 +125,8 @@ async def test_a_product_that_leaves_the_catalog_drops_out_with_a_notice(
     assert again["notices"] == []  # said once: the lines are gone
 
 
-async def test_a_cart_holds_one_currency(api, product) -> None:
-    user = await new_user(api)
+async def test_a_cart_holds_one_currency(new_user, api, product) -> None:
+    user = await new_user()
     dollars, euros = await product(), await product(currency="EUR")
     await api.post(
         "/api/cart/items", headers=user, json={"product_id": dollars["id"], "quantity": 1}
@@ -190,7 +137,7 @@ async def test_a_cart_holds_one_currency(api, product) -> None:
     assert mixed.status_code == 400 and "CURRENCY_MISMATCH" in reasons(mixed)
 
 
-async def test_guest_cart_merges_into_the_users_cart_after_login(api, product) -> None:
+async def test_guest_cart_merges_into_the_users_cart_after_login(new_user, api, product) -> None:
     mug, scarce = await product(stock=10), await product(stock=4)
     guest = (
         await api.post("/api/cart/items", json={"product_id": mug["id"], "quantity": 2})
@@ -201,7 +148,7 @@ async def test_guest_cart_merges_into_the_users_cart_after_login(api, product) -
         headers={"X-Cart-Token": token},
         json={"product_id": scarce["id"], "quantity": 3},
     )
-    user = await new_user(api)
+    user = await new_user()
     await api.post("/api/cart/items", headers=user, json={"product_id": mug["id"], "quantity": 1})
     await api.post(
         "/api/cart/items", headers=user, json={"product_id": scarce["id"], "quantity": 2}
@@ -215,16 +162,14 @@ async def test_guest_cart_merges_into_the_users_cart_after_login(api, product) -
     assert (await api.get("/api/cart", headers={"X-Cart-Token": token})).json()["items"] == []
     retry = await api.post("/api/cart/merge", headers=user, json={"cart_token": token})
     assert {line["product_id"]: line["quantity"] for line in retry.json()["items"]} == quantities
-    thief = await api.post(
-        "/api/cart/merge", headers=await new_user(api), json={"cart_token": token}
-    )
+    thief = await api.post("/api/cart/merge", headers=await new_user(), json={"cart_token": token})
     assert thief.status_code == 400 and "CART_TOKEN_INVALID" in reasons(thief)
     anonymous = await api.post("/api/cart/merge", json={"cart_token": token})
     assert anonymous.status_code == 401
 
 
-async def test_concurrent_adds_of_one_product_all_count(api, product) -> None:
-    user = await new_user(api)
+async def test_concurrent_adds_of_one_product_all_count(new_user, api, product) -> None:
+    user = await new_user()
     mug = await product(stock=50)
     answers = await asyncio.gather(
         *(

@@ -8,7 +8,6 @@ controls (forward, refuse, or swallow connections); a lock held by the test satu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlparse
 
@@ -17,7 +16,7 @@ import psycopg
 import pytest
 from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
 
-from conftest import free_port, service_process, unique_email
+from conftest import TcpProxy, service_process, unique_email
 
 # Connect timeout 1 s, pool wait 1 s, statement 2 s: bounds the test can wait out quickly.
 TIMEOUTS = {
@@ -30,54 +29,9 @@ TIMEOUTS = {
 BOUND_SECONDS = 8
 
 
-class Proxy:
-    """A TCP proxy to PostgreSQL: `forward`, `refuse` (connections fail at once) or
-    `blackhole` (connections are accepted and never answered)."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.port = free_port()
-        self.mode = "forward"
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-
-    def cut(self) -> None:
-        """Drop every open connection, as a PostgreSQL restart or a network failure does."""
-        for writer in list(self._writers):
-            writer.close()
-        self._writers.clear()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        if self.mode == "refuse":
-            writer.close()
-            return
-        if self.mode == "blackhole":
-            return  # never answered; `cut` closes it
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        self._writers.add(up_writer)
-
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-
-
 @pytest.fixture(scope="module")
-async def proxied_auth(stack) -> AsyncIterator[tuple[Proxy, auth_pb2_grpc.AuthServiceStub]]:
-    proxy = Proxy(urlparse(stack.database_url.replace("+psycopg", "")).port or 5432)
+async def proxied_auth(stack) -> AsyncIterator[tuple[TcpProxy, auth_pb2_grpc.AuthServiceStub]]:
+    proxy = TcpProxy(urlparse(stack.database_url.replace("+psycopg", "")).port or 5432)
     await proxy.start()
     database_url = stack.database_url.replace(f":{proxy.upstream_port}/", f":{proxy.port}/")
     try:

@@ -136,6 +136,12 @@ class UnitOfWork:
             await self.conn.execute(insert(self.db.outbox), self._events)
 
 
+@asynccontextmanager
+async def _next_transaction(conn: AsyncConnection) -> AsyncIterator[AsyncConnection]:
+    async with conn.begin():
+        yield conn
+
+
 class Database:
     """A service's PostgreSQL: the engine, its outbox and inbox, and units of work over them.
 
@@ -191,9 +197,11 @@ class Database:
         return self.engine.connect()
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[UnitOfWork]:
-        async with self.engine.begin() as conn:
-            tx = UnitOfWork(self, conn)
+    async def begin(self, conn: AsyncConnection | None = None) -> AsyncIterator[UnitOfWork]:
+        """A unit of work on a new pooled connection, or as the next transaction on `conn`
+        (a long job holding a session-level lock runs its steps on the lock's connection)."""
+        async with self.engine.begin() if conn is None else _next_transaction(conn) as tx_conn:
+            tx = UnitOfWork(self, tx_conn)
             yield tx
             await tx._flush()
         if tx._events:

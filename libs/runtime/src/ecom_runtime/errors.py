@@ -28,10 +28,14 @@ def _pack(message: Message) -> any_pb2.Any:
 class DomainError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
-    def __init__(self, message: str, *, reason: str = "") -> None:
+    def __init__(
+        self, message: str, *, reason: str = "", metadata: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
+        # Sent in the ErrorInfo beside the reason (e.g. a card's decline code).
+        self.metadata = dict(metadata or {})
 
     def details(self) -> list[any_pb2.Any]:
         return []
@@ -39,9 +43,10 @@ class DomainError(Exception):
     def to_status(self) -> status_pb2.Status:
         details = self.details()
         if self.reason:
-            details.insert(
-                0, _pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=ERROR_DOMAIN))
+            info = error_details_pb2.ErrorInfo(
+                reason=self.reason, domain=ERROR_DOMAIN, metadata=self.metadata
             )
+            details.insert(0, _pack(info))
         return status_pb2.Status(code=self.code.value[0], message=self.message, details=details)
 
 
@@ -91,11 +96,18 @@ class FailedPrecondition(DomainError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
     def __init__(
-        self, message: str, violations: Iterable[tuple[str, str, str]] = (), *, reason: str = ""
+        self,
+        message: str,
+        violations: Iterable[tuple[str, str, str]] = (),
+        *,
+        reason: str = "",
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         self.violations = list(violations)
         super().__init__(
-            message, reason=reason or (self.violations[0][0] if self.violations else "")
+            message,
+            reason=reason or (self.violations[0][0] if self.violations else ""),
+            metadata=metadata,
         )
 
     def details(self) -> list[any_pb2.Any]:
@@ -170,6 +182,7 @@ def from_status(code: grpc.StatusCode, message: str, details_bin: bytes | None) 
     our caller: the other service failed, not the caller's request.
     """
     reason = ""
+    metadata: dict[str, str] = {}
     field_violations: list[tuple[str, str]] = []
     preconditions: list[tuple[str, str, str]] = []
     if details_bin:
@@ -177,7 +190,7 @@ def from_status(code: grpc.StatusCode, message: str, details_bin: bytes | None) 
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()
                 detail.Unpack(info)
-                reason = info.reason
+                reason, metadata = info.reason, dict(info.metadata)
             elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
@@ -189,11 +202,15 @@ def from_status(code: grpc.StatusCode, message: str, details_bin: bytes | None) 
     cls = _BY_CODE.get(code)
     if cls is None:
         return Unavailable(message or code.name.lower(), reason=reason)
+    error: DomainError
     if issubclass(cls, InvalidArgument):
-        return cls(field_violations or [("", message)], reason=reason)
-    if cls is FailedPrecondition:
-        return FailedPrecondition(message, preconditions, reason=reason)
-    return cls(message, reason=reason)
+        error = cls(field_violations or [("", message)], reason=reason)
+    elif cls is FailedPrecondition:
+        error = FailedPrecondition(message, preconditions, reason=reason)
+    else:
+        error = cls(message, reason=reason)
+    error.metadata = metadata
+    return error
 
 
 assert code_pb2.INVALID_ARGUMENT == grpc.StatusCode.INVALID_ARGUMENT.value[0]

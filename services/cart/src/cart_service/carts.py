@@ -17,6 +17,7 @@ from typing import Any
 from ecom_runtime.db import Database, UnitOfWork
 from ecom_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from ecom_runtime.validation import Violations, parse_uuid
+from ecommerce.events.v1 import events_pb2
 from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -230,11 +231,19 @@ class Carts:
 
     async def clear(self, owner: Owner) -> CartView:
         async with self.db.begin() as tx:
-            cart = await lock_cart(tx.conn, _owned(owner))
-            if cart is not None:
-                await tx.conn.execute(delete(cart_items).where(cart_items.c.cart_id == cart.id))
-                await _touch(tx, cart.id)
+            await self.clear_in(tx, owner)
         return CartView()
+
+    async def clear_in(self, tx: UnitOfWork, owner: Owner) -> None:
+        cart = await lock_cart(tx.conn, _owned(owner))
+        if cart is not None:
+            await tx.conn.execute(delete(cart_items).where(cart_items.c.cart_id == cart.id))
+            await _touch(tx, cart.id)
+
+    async def on_order_paid(self, tx: UnitOfWork, event: events_pb2.OrderPaid) -> None:
+        """A paid order's cart has done its job: it is emptied (once per event, through the
+        inbox, so a redelivery cannot empty a cart filled again since)."""
+        await self.clear_in(tx, Owner(user_id=uuid.UUID(event.user_id)))
 
     async def merge(self, user_id: uuid.UUID, token: str) -> CartView:
         """Moves a guest cart's lines into the user's (see CartService.MergeCart)."""

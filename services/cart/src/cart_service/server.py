@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ecom_runtime.clients import ServiceClient
 from ecom_runtime.db import Database
-from ecom_runtime.server import App, every
+from ecom_runtime.server import App, Consumer, every
+from ecommerce.events.v1 import events_pb2
 
 from cart_service.carts import Carts
 from cart_service.catalog import Catalog
@@ -13,6 +14,7 @@ from cart_service.servicer import CartInternalServicer, CartServicer
 from cart_service.store import inbox, outbox
 
 Settings = CartSettings
+ORDER_PAID = "ecom.orders.order_paid"  # empties the buyer's cart
 
 
 def build_app(settings: CartSettings | None = None) -> App:
@@ -29,6 +31,9 @@ def build_app(settings: CartSettings | None = None) -> App:
         settings=settings,
         db=db,
         servicers=[CartServicer(carts), CartInternalServicer(carts)],
+        consumers=[
+            Consumer("cart-order-paid", ORDER_PAID, events_pb2.OrderPaid, carts.on_order_paid)
+        ],
         tasks=[every(settings.cart_purge_seconds, purge_abandoned)],
         closing=[catalog.close],
     )

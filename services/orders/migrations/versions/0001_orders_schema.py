@@ -42,12 +42,11 @@ def upgrade() -> None:
         schema="orders",
     )
     op.create_index(
-        "ix_checkouts_unfinished",
+        "ix_checkouts_updated_at",
         "checkouts",
         ["updated_at"],
         unique=False,
         schema="orders",
-        postgresql_where=sa.text("step <> 'done'"),
     )
     op.create_table(
         "idempotency_keys",
@@ -255,10 +254,9 @@ def downgrade() -> None:
     op.drop_index("ix_idempotency_keys_created_at", table_name="idempotency_keys", schema="orders")
     op.drop_table("idempotency_keys", schema="orders")
     op.drop_index(
-        "ix_checkouts_unfinished",
+        "ix_checkouts_updated_at",
         table_name="checkouts",
         schema="orders",
-        postgresql_where=sa.text("step <> 'done'"),
     )
     op.drop_table("checkouts", schema="orders")
     # ### end Alembic commands ###

@@ -10,6 +10,9 @@ class OrdersSettings(ServiceSettings):
     catalog_grpc_addr: str = "127.0.0.1:50052"
     cart_grpc_addr: str = "127.0.0.1:50053"
     payments_grpc_addr: str = "127.0.0.1:50055"
+    # Payments waits on Stripe (up to its own 8 s timeout): calls to it get longer than the
+    # 3 s other internal calls get, still below the edge's 15 s route timeout.
+    orders_payments_timeout_seconds: float = 10.0
     # How long an unpaid order holds its stock; then it is cancelled and the stock returns.
     orders_reservation_seconds: int = 900
     # How often unpaid orders past their reservation are looked for.

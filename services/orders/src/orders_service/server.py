@@ -1,21 +1,80 @@
-"""What the orders service is made of (not built yet: every RPC answers UNIMPLEMENTED, while
-health, the service credential and auth already work); ecom_runtime.server runs it."""
+"""What the orders service is made of; ecom_runtime.server runs it."""
 
 from __future__ import annotations
 
-from ecom_runtime.config import ServiceSettings
-from ecom_runtime.server import App, unimplemented_servicers
+from ecom_runtime.clients import ServiceClient
+from ecom_runtime.db import Database
+from ecom_runtime.server import App, Consumer, every, unimplemented_servicers
+from ecommerce.events.v1 import events_pb2
 from ecommerce.orders.v1 import orders_pb2, orders_pb2_grpc
 
+from orders_service import events, idempotency
+from orders_service.config import OrdersSettings
+from orders_service.lifecycle import Lifecycle
+from orders_service.partners import Carts, Catalog, Payments
+from orders_service.servicer import OrderServicer
+from orders_service.store import inbox, outbox
+from orders_service.workflows.checkout import CheckoutSaga
 
-class Settings(ServiceSettings):
-    grpc_port: int = 50054
+Settings = OrdersSettings
 
 
-def build_app() -> App:
-    settings = Settings()
+def build_app(settings: OrdersSettings | None = None) -> App:
+    settings = settings or OrdersSettings()
+    db = Database.for_service(settings, outbox=outbox, inbox=inbox, subjects=events.PUBLISHED)
+    clients = {
+        "catalog": ServiceClient.to("catalog", settings.catalog_grpc_addr, settings),
+        "cart": ServiceClient.to("cart", settings.cart_grpc_addr, settings),
+        "payments": ServiceClient.to(
+            "payments",
+            settings.payments_grpc_addr,
+            settings,
+            timeout=settings.orders_payments_timeout_seconds,
+        ),
+    }
+    catalog, payments = Catalog(clients["catalog"]), Payments(clients["payments"])
+    checkout = CheckoutSaga(db, catalog, Carts(clients["cart"]), payments, settings)
+    lifecycle = Lifecycle(db, catalog, payments)
+    analytics = [
+        s
+        for s in unimplemented_servicers(orders_pb2_grpc, orders_pb2)
+        if isinstance(s, orders_pb2_grpc.AnalyticsServiceServicer)
+    ]
+
+    async def prune_idempotency_keys() -> None:
+        await idempotency.prune(db)
+
     return App(
         name="orders",
         settings=settings,
-        servicers=unimplemented_servicers(orders_pb2_grpc, orders_pb2),
+        db=db,
+        servicers=[OrderServicer(db, checkout, lifecycle), *analytics],
+        consumers=[
+            Consumer(
+                "orders-payment-succeeded",
+                events.PAYMENT_SUCCEEDED,
+                events_pb2.PaymentSucceeded,
+                lifecycle.on_payment_succeeded,
+            ),
+            Consumer(
+                "orders-payment-failed",
+                events.PAYMENT_FAILED,
+                events_pb2.PaymentFailed,
+                lifecycle.on_payment_failed,
+            ),
+            Consumer(
+                "orders-refund-succeeded",
+                events.REFUND_SUCCEEDED,
+                events_pb2.RefundSucceeded,
+                lifecycle.on_refund_succeeded,
+            ),
+        ],
+        tasks=[
+            every(settings.orders_expiry_sweep_seconds, lifecycle.expire_unpaid),
+            every(settings.orders_checkout_recovery_seconds, checkout.recover),
+            every(3600, prune_idempotency_keys),
+        ],
+        # Checkouts a crashed process left are undone before this one serves.
+        startup=[checkout.recover],
+        closing=[client.close for client in clients.values()],
     )

@@ -100,13 +100,14 @@ checkouts = Table(
     Column("id", Uuid, primary_key=True),
     Column("user_id", Uuid, nullable=False),
     Column("shipping_address", JSONB, nullable=False),
-    # started -> priced (lines saved) -> reserved -> ordered -> done.
+    # started -> priced (quote saved) -> ordered (order row written); `failing` while its
+    # compensation runs. The row is deleted when the saga ends.
     Column("step", Text, nullable=False),
     # The priced lines and totals, fixed once so a re-run reserves exactly the same items.
     Column("quote", JSONB, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Index("ix_checkouts_unfinished", "updated_at", postgresql_where=text("step <> 'done'")),
+    Index("ix_checkouts_updated_at", "updated_at"),
 )
 
 # Idempotency-Key per user: the first request's fingerprint (operation + body) and the order

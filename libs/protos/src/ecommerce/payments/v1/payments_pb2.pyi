@@ -32,7 +32,7 @@ class _PaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payment
     """The customer must act (e.g. 3-D Secure) through Stripe.js with the client secret."""
     PAYMENT_STATUS_SUCCEEDED: _PaymentStatus.ValueType  # 3
     PAYMENT_STATUS_FAILED: _PaymentStatus.ValueType  # 4
-    """Declined; the intent may not be retried by this system."""
+    """Declined; the customer may pay again with another method (ConfirmPayment again)."""
     PAYMENT_STATUS_CANCELED: _PaymentStatus.ValueType  # 5
 
 class PaymentStatus(_PaymentStatus, metaclass=_PaymentStatusEnumTypeWrapper): ...
@@ -44,7 +44,7 @@ PAYMENT_STATUS_REQUIRES_ACTION: PaymentStatus.ValueType  # 2
 """The customer must act (e.g. 3-D Secure) through Stripe.js with the client secret."""
 PAYMENT_STATUS_SUCCEEDED: PaymentStatus.ValueType  # 3
 PAYMENT_STATUS_FAILED: PaymentStatus.ValueType  # 4
-"""Declined; the intent may not be retried by this system."""
+"""Declined; the customer may pay again with another method (ConfirmPayment again)."""
 PAYMENT_STATUS_CANCELED: PaymentStatus.ValueType  # 5
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
 
