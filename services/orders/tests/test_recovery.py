@@ -16,7 +16,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
-import httpx
 import pytest
 from ecommerce.common.v1 import common_pb2
 from ecommerce.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -41,13 +40,8 @@ QUICK = {
 
 
 @pytest.fixture(scope="module")
-async def api(stack) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack.http_url, timeout=20, trust_env=False) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 async def admin(api) -> dict[str, str]:
+    """An admin's REST headers (the conftest's `admin` is gRPC metadata)."""
     response = await api.post(
         "/api/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
     )

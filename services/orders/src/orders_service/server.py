@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from ecom_runtime.clients import ServiceClient
 from ecom_runtime.db import Database
-from ecom_runtime.server import App, Consumer, every, unimplemented_servicers
+from ecom_runtime.server import App, Consumer, every
 from ecommerce.events.v1 import events_pb2
-from ecommerce.orders.v1 import orders_pb2, orders_pb2_grpc
 
 from orders_service import events, idempotency
+from orders_service.analytics import AnalyticsServicer, record_registration
 from orders_service.config import OrdersSettings
 from orders_service.lifecycle import Lifecycle
 from orders_service.partners import Carts, Catalog, Payments
@@ -35,11 +35,6 @@ def build_app(settings: OrdersSettings | None = None) -> App:
     catalog, payments = Catalog(clients["catalog"]), Payments(clients["payments"])
     checkout = CheckoutSaga(db, catalog, Carts(clients["cart"]), payments, settings)
     lifecycle = Lifecycle(db, catalog, payments)
-    analytics = [
-        s
-        for s in unimplemented_servicers(orders_pb2_grpc, orders_pb2)
-        if isinstance(s, orders_pb2_grpc.AnalyticsServiceServicer)
-    ]
 
     async def prune_idempotency_keys() -> None:
         await idempotency.prune(db)
@@ -48,8 +43,17 @@ def build_app(settings: OrdersSettings | None = None) -> App:
         name="orders",
         settings=settings,
         db=db,
-        servicers=[OrderServicer(db, checkout, lifecycle), *analytics],
+        servicers=[
+            OrderServicer(db, checkout, lifecycle),
+            AnalyticsServicer(db, catalog, settings.orders_currency),
+        ],
         consumers=[
+            Consumer(
+                "orders-registrations",
+                events.USER_REGISTERED,
+                events_pb2.UserRegistered,
+                record_registration,
+            ),
             Consumer(
                 "orders-payment-succeeded",
                 events.PAYMENT_SUCCEEDED,
