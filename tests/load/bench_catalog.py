@@ -66,6 +66,7 @@ class Case:
 
 @dataclass
 class Result:
+    requests: int
     rps: float
     p50_ms: float
     p95_ms: float
@@ -154,7 +155,13 @@ def run_wrk(url: str, case: Case, args: argparse.Namespace, workdir: Path) -> Re
         raise SystemExit(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     requests, micros, non_2xx, socket_errors, p50, p95, p99 = map(int, line.split()[1:])
     return Result(
-        requests / (micros / 1e6), p50 / 1e3, p95 / 1e3, p99 / 1e3, non_2xx, socket_errors
+        requests,
+        requests / (micros / 1e6),
+        p50 / 1e3,
+        p95 / 1e3,
+        p99 / 1e3,
+        non_2xx,
+        socket_errors,
     )
 
 
