@@ -6,12 +6,13 @@
         db=db,                                   # outbox relay and inbox pruning come with it
         servicers=[AuthServicer(...), UserServicer(...)],
         consumers=[Consumer("auth-reset-email", RESET_REQUESTED, PasswordResetRequested, fn)],
-        tasks=[every(3600, purge_expired)],
+        jobs=[ScheduledJob("purge-expired", 3600, purge_expired)],   # run by JetStream
+        tasks=[every(5, sweep)],                 # in this process: timing guarantees
         startup=[bootstrap_admin],
     )
 
 `serve` binds the port reporting NOT_SERVING, runs `startup`, starts the supervised background
-work (outbox relay, consumers, revocation listener, `tasks`), then reports SERVING. On SIGTERM
+work (outbox relay, consumers, jobs, revocation listener, `tasks`), then reports SERVING. On SIGTERM
 it reports NOT_SERVING, keeps serving for `shutdown_drain_seconds` so the edge's health checks
 stop routing here first, then lets in-flight RPCs finish and closes everything.
 """
@@ -46,6 +47,7 @@ from ecom_runtime.events import (
     prune_inbox,
 )
 from ecom_runtime.interceptors import RequestInterceptor
+from ecom_runtime.jobs import ScheduledJob, ensure_stream, run_consumer, schedule
 from ecom_runtime.telemetry import tracing_exported
 
 log = logging.getLogger("ecom.server")
@@ -94,7 +96,10 @@ class App:
     # Default: tokens and API keys verified through the auth service.
     authenticator: Authenticator | None = None
     consumers: Sequence[Consumer] = ()
-    # Long-running loops, restarted after a crash (see `every`).
+    # Maintenance run by JetStream, once per interval across all replicas (ecom_runtime.jobs).
+    jobs: Sequence[ScheduledJob] = ()
+    # Loops in each process, restarted after a crash (see `every`): for sweeps whose timing is
+    # a promise (reservations expiring) and for work tied to the process.
     tasks: Sequence[Job] = ()
     # Before SERVING, in order.
     startup: Sequence[Job] = ()
@@ -213,20 +218,26 @@ def _background(app: App) -> list[Job]:
                 max_deliver=spec.max_deliver,
             )
             loops.append(consumer.run())
+        scheduled = list(app.jobs)
+        if app.db is not None and app.db.inbox is not None:
+            db = app.db
+
+            async def prune_claims() -> None:
+                if removed := await prune_inbox(db):
+                    log.info("inbox pruned", extra={"count": removed})
+
+            scheduled.append(ScheduledJob("prune-inbox", 3600, prune_claims))
+        if scheduled:
+            await ensure_stream(nc)
+        for job in scheduled:
+            await schedule(js, app.name, job)
+            loops.append(run_consumer(js, app.name, job))
         try:
             await asyncio.gather(*loops)
         finally:
             await nc.close()
 
     jobs.append(events)
-    if app.db is not None and app.db.inbox is not None:
-        db = app.db
-
-        async def prune_claims() -> None:
-            if removed := await prune_inbox(db):
-                log.info("inbox pruned", extra={"count": removed})
-
-        jobs.append(every(3600, prune_claims))
     return jobs
 
 

@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ecom_runtime.auth import Authenticator, Principal, api_key_principal
 from ecom_runtime.db import Database
 from ecom_runtime.email import EmailSender
-from ecom_runtime.server import App, Consumer, every
+from ecom_runtime.jobs import ScheduledJob
+from ecom_runtime.server import App, Consumer
 from ecommerce.events.v1 import events_pb2
 
 from auth_service.api_keys import ApiKeys
@@ -106,6 +107,6 @@ def build_app(settings: AuthSettings | None = None) -> App:
                 parts.resets.send_email,
             )
         ],
-        tasks=[every(3600, purge_expired)],
+        jobs=[ScheduledJob("purge-expired", 3600, purge_expired)],
         startup=[bootstrap_admin],
     )

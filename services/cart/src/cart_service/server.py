@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ecom_runtime.clients import ServiceClient
 from ecom_runtime.db import Database
-from ecom_runtime.server import App, Consumer, every
+from ecom_runtime.jobs import ScheduledJob
+from ecom_runtime.server import App, Consumer
 from ecommerce.events.v1 import events_pb2
 
 from cart_service.carts import Carts
@@ -34,6 +35,6 @@ def build_app(settings: CartSettings | None = None) -> App:
         consumers=[
             Consumer("cart-order-paid", ORDER_PAID, events_pb2.OrderPaid, carts.on_order_paid)
         ],
-        tasks=[every(settings.cart_purge_seconds, purge_abandoned)],
+        jobs=[ScheduledJob("purge-guest-carts", settings.cart_purge_seconds, purge_abandoned)],
         closing=[catalog.close],
     )

@@ -47,7 +47,8 @@ def warm_cache(args: argparse.Namespace) -> None:
     """Fills Redis with the pages shoppers open first, so a fresh deploy starts fast."""
     from catalog_service.warmup import warm
 
-    asyncio.run(warm(CatalogSettings(), product_count=args.products))
+    count = asyncio.run(warm(CatalogSettings(), product_count=args.products))
+    print(f"cached {count} responses")
 
 
 def configure(commands: argparse._SubParsersAction) -> None:

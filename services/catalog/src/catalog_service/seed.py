@@ -426,6 +426,25 @@ def add_seed_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=_non_negative, default=42)
 
 
+async def _warm_after_import(nats_url: str) -> str:
+    """Asks the running catalog to warm its cache (its warm-cache job, once, by one replica)."""
+    import nats
+    from ecom_runtime.jobs import ensure_stream, trigger
+
+    from catalog_service.server import WARM_CACHE_JOB
+
+    try:
+        nc = await nats.connect(nats_url, connect_timeout=2, max_reconnect_attempts=0)
+    except Exception:
+        return "; NATS is not reachable, so the cache warms on first reads"
+    try:
+        await ensure_stream(nc)
+        await trigger(nc.jetstream(), "catalog", WARM_CACHE_JOB)
+    finally:
+        await nc.close()
+    return "; the catalog warms its cache now"
+
+
 def run_seed(args: argparse.Namespace) -> None:
     from ecom_runtime.db import create_engine
 
@@ -441,6 +460,6 @@ def run_seed(args: argparse.Namespace) -> None:
             )
         finally:
             await engine.dispose()
-        return summary.line()
+        return summary.line() + await _warm_after_import(settings.nats_url)
 
     print(asyncio.run(run()), flush=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ecom_runtime.db import Database
+from ecom_runtime.jobs import ScheduledJob
 from ecom_runtime.server import App, Consumer, every
 from ecommerce.events.v1 import events_pb2
 
@@ -26,6 +27,8 @@ from catalog_service.servicers import (
     Reads,
 )
 from catalog_service.store import inbox, outbox
+
+WARM_CACHE_JOB = "warm-cache"
 
 if TYPE_CHECKING:
     from catalog_service.search_elasticsearch import ElasticsearchSearch
@@ -96,6 +99,14 @@ def build_app(settings: CatalogSettings | None = None) -> App:
                 lambda _tx, event: search.apply(event),  # type: ignore[attr-defined]
             )
         )
+
+    async def warm_cache(products: int = 1000) -> None:
+        from catalog_service.warmup import warm_with  # warmup builds on this module
+
+        if not isinstance(products, int) or not 0 <= products <= 100_000:
+            raise ValueError("products must be an integer from 0 to 100,000")
+        await warm_with(parts, product_count=products)
+
     return App(
         name="catalog",
         settings=settings,
@@ -108,6 +119,8 @@ def build_app(settings: CatalogSettings | None = None) -> App:
         ],
         consumers=consumers,
         tasks=tasks,
+        # Run after bulk imports (the seed command triggers it) and nightly.
+        jobs=[ScheduledJob(WARM_CACHE_JOB, 24 * 3600, warm_cache)],
         startup=[parts.images.ensure_bucket],
         closing=[parts.cache.close],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ecom_runtime.clients import ServiceClient
 from ecom_runtime.db import Database
+from ecom_runtime.jobs import ScheduledJob
 from ecom_runtime.server import App, Consumer, every
 from ecommerce.events.v1 import events_pb2
 
@@ -76,8 +77,8 @@ def build_app(settings: OrdersSettings | None = None) -> App:
         tasks=[
             every(settings.orders_expiry_sweep_seconds, lifecycle.expire_unpaid),
             every(settings.orders_checkout_recovery_seconds, checkout.recover),
-            every(3600, prune_idempotency_keys),
         ],
+        jobs=[ScheduledJob("prune-idempotency-keys", 3600, prune_idempotency_keys)],
         # Checkouts a crashed process left are undone before this one serves.
         startup=[checkout.recover],
         closing=[client.close for client in clients.values()],

@@ -1,0 +1,32 @@
+"""The catalog's warm-cache job, as the seed command triggers it after a bulk import: the running
+catalog caches the newest products (and the first pages) without any shopper asking."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import nats
+import redis.asyncio as redis
+from ecom_runtime.jobs import trigger
+
+from conftest import tag
+
+
+async def test_triggering_the_warm_cache_job_caches_new_products(stack, make_product) -> None:
+    created = await make_product(sku=f"WARM-{tag()}", name="Warm Lamp")
+    cache = redis.from_url(stack.redis_url)
+    pattern = f"catalog:cache:*:product:{created.id}:*"
+    try:
+        assert [key async for key in cache.scan_iter(pattern)] == []
+        nc = await nats.connect(stack.nats_url)
+        try:
+            await trigger(nc.jetstream(), "catalog", "warm-cache", products=50)
+        finally:
+            await nc.close()
+        deadline = time.monotonic() + 15
+        while not [key async for key in cache.scan_iter(pattern)]:
+            assert time.monotonic() < deadline, "the job did not cache the new product"
+            await asyncio.sleep(0.1)
+    finally:
+        await cache.aclose()
