@@ -279,6 +279,9 @@ def identities(stack) -> Iterator[dict[str, tuple[dict[str, str], tuple[str, ...
     }
 
 
+# Three schemathesis runs, each killed after RUN_TIMEOUT: the suite's 120 s default would cut
+# them short on a busy machine.
+@pytest.mark.timeout(3 * RUN_TIMEOUT + 60)
 def test_fuzz_every_operation_anonymously_as_a_customer_and_as_an_admin(
     stack, identities, tmp_path
 ) -> None:
