@@ -84,6 +84,7 @@ def test_service_env(stack: LocalStack) -> None:
     assert env["NATS_URL"] == f"nats://127.0.0.1:{stack.ports.nats}"
     assert env["ORDERS_GRPC_ADDR"] == f"127.0.0.1:{stack.ports.orders}"
     assert env["STRIPE_API_BASE"] == stack.stripe_url
+    assert env["STRIPE_WEBHOOK_SECRET"] == stack.stripe_webhook_secret  # made per stack
     assert env["S3_ENDPOINT_URL"] == stack.s3_url
     assert env["SMTP_PORT"] == str(stack.smtp_port)
     assert env["AUTH_BCRYPT_COST"] == "4"  # ephemeral only

@@ -302,6 +302,7 @@ def test_each_route_documents_the_errors_it_can_give() -> None:
         ("put", "/api/users/{id}"),
         ("post", "/api/orders/checkout"),
         ("post", "/api/orders/{id}/pay"),
+        ("post", "/api/admin/orders/{id}/refund"),
     }
     assert "401" in operations()[("post", "/api/auth/login")]["responses"]
     assert "400" not in operations()[("get", "/api/categories")]["responses"]  # no input

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -287,12 +286,3 @@ async def test_forgot_password_answers_alike(api) -> None:
 
 async def test_healthz_is_200_when_every_service_answers(api) -> None:
     assert (await api.get("/healthz")).status_code == 200
-
-
-@pytest.mark.parametrize(
-    "path", ["/api/payments/webhook", f"/api/admin/orders/{uuid.uuid4()}/refund"]
-)
-async def test_routes_not_built_yet_answer_501(api, path) -> None:
-    response = await api.post(path, json={})
-    assert response.status_code == 501
-    assert response.json()["code"] == 12

@@ -30,6 +30,8 @@ from ecom_stack.procs import Proc, StackError, run, spawn, stop_all
 
 SERVICES: tuple[str, ...] = ("auth", "catalog", "cart", "orders", "payments")
 STRIPE_API_KEY = "sk_test_local"
+STRIPE_WEBHOOK_ID = "ecom-stack"  # localstripe's name for our endpoint (any name does)
+STRIPE_WEBHOOK_PATH = "/api/payments/webhook"
 PG_USER = "nobody"  # PostgreSQL refuses to run as root; who runs it when we are root
 # Deterministic Unicode-aware ctype/sorting on every OS, whatever the caller's locale.
 INITDB_LOCALE = ["--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--locale=C"]
@@ -118,6 +120,8 @@ class LocalStack:
         # Internal RPCs need it (SERVICE_CREDENTIALS); a fresh one per stack, like a secret
         # a deployment would mount. Tests calling internal RPCs send it too.
         self.service_credential = secrets.token_urlsafe(32)
+        # The secret localstripe signs its webhook deliveries with (STRIPE_WEBHOOK_SECRET).
+        self.stripe_webhook_secret = "whsec_" + secrets.token_urlsafe(32)
         self._layers: list[list[Proc]] = []  # infra, services, edge: stopped in reverse
         self._http: httpx.Client | None = None  # for readiness checks, open while starting
 
@@ -185,6 +189,7 @@ class LocalStack:
             "SMTP_PORT": str(self.smtp_port),
             "STRIPE_API_BASE": self.stripe_url,
             "STRIPE_API_KEY": STRIPE_API_KEY,
+            "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
             "S3_ENDPOINT_URL": self.s3_url,
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
@@ -323,6 +328,25 @@ class LocalStack:
         layer.append(spawn("postgres", pg_argv, log, env, stop_signal=signal.SIGINT))
         checks.append((layer[-1], self._postgres_ready))
         self._wait_all(checks)
+        if self.edge:
+            self.register_stripe_webhook()
+
+    def register_stripe_webhook(self, url: str = "") -> None:
+        """Has localstripe send its events, signed with `stripe_webhook_secret`, to `url`:
+        by default the edge's webhook route, as a Stripe account's endpoint would. Deliveries
+        start once Envoy and payments are up; until then (and whenever one fails) they are
+        lost, as localstripe does not retry: payments' reconciliation catches up. Tests point
+        it elsewhere to lose deliveries, then back."""
+        response = httpx.post(
+            f"{self.stripe_url}/_config/webhooks/{STRIPE_WEBHOOK_ID}",
+            data={
+                "url": url or self.http_url + STRIPE_WEBHOOK_PATH,
+                "secret": self.stripe_webhook_secret,
+            },
+            timeout=5.0,
+            trust_env=False,
+        )
+        response.raise_for_status()
 
     def _prepare_postgres(self) -> list[str]:
         """initdb on first use; returns the argv that runs the server."""

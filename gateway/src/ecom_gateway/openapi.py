@@ -119,6 +119,8 @@ EXTRA_STATUSES: dict[str, tuple[int, ...]] = {
     "ecommerce.auth.v1.AuthService.Login": (401,),  # wrong email or password
     "ecommerce.auth.v1.AuthService.Refresh": (401,),  # spent, expired or revoked token
     "ecommerce.auth.v1.UserService.UpdateUser": (409,),  # the email is someone else's
+    # An Idempotency-Key (the header below) reused with another amount.
+    "ecommerce.payments.v1.PaymentService.RefundOrder": (409,),
 }
 # Words in a route's comments that add statuses: its RPC's comment, its request fields'
 # comments and, for writes, those of the same-named fields of the resource it returns.
@@ -160,6 +162,15 @@ HEADERS: dict[str, list[Json]] = {
     ],
     "ecommerce.orders.v1.OrderService.PayOrder": [
         _header("Idempotency-Key", IDEMPOTENCY, "pay-6f1c2d7e", minLength=1, maxLength=255)
+    ],
+    "ecommerce.payments.v1.PaymentService.RefundOrder": [
+        _header(
+            "Idempotency-Key",
+            IDEMPOTENCY + " Without one, every call is a refund of its own.",
+            "refund-6f1c2d7e",
+            minLength=1,
+            maxLength=255,
+        )
     ],
     "ecommerce.payments.v1.PaymentService.HandleStripeWebhook": [
         _header(

@@ -1,19 +1,24 @@
 """Payments test fixtures: the internal service as orders' checkout calls it, Stripe
-(localstripe) as anyone holding the account's key sees it, and the payment events as orders
-receives them."""
+(localstripe) as anyone holding the account's key sees it, Stripe's webhook deliveries through
+the edge, and the payment events as orders receives them."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import nats
 import pytest
 import stripe
-from ecom_stack.stack import STRIPE_API_KEY
+from ecom_stack.stack import STRIPE_API_KEY, STRIPE_WEBHOOK_PATH
 from ecommerce.events.v1 import events_pb2
 from ecommerce.payments.v1 import payments_pb2 as pb
 from ecommerce.payments.v1 import payments_pb2_grpc
@@ -130,6 +135,15 @@ class PaymentEvents:
                 return seen
         raise AssertionError(f"no {subject} of order {order_id} within {within} s; saw {seen}")
 
+    async def all_of(self, wanted: set[tuple[str, str]], within: float = 15.0) -> list[Event]:
+        """Events received until each (order id, subject) in `wanted` has been seen."""
+        seen: list[Event] = []
+        deadline = time.monotonic() + within
+        while missing := wanted - {(e.message.order_id, e.subject) for e in seen}:
+            order_id, subject = min(missing)
+            seen += await self.until(order_id, subject, max(0.1, deadline - time.monotonic()))
+        return seen
+
     async def next(self, order_id: str, subject: str) -> Any:
         """The first `subject` event of `order_id` from here on."""
         return (await self.until(order_id, subject))[-1].message
@@ -145,3 +159,85 @@ async def events(stack) -> AsyncIterator[PaymentEvents]:
         yield PaymentEvents(subscription)
     finally:
         await nc.close()
+
+
+def stripe_event(kind: str, obj: dict[str, Any], event_id: str = "") -> bytes:
+    """A Stripe event's body as Stripe sends it (JSON, pretty-printed like localstripe)."""
+    event = {
+        "id": event_id or f"evt_test_{uuid.uuid4().hex}",
+        "object": "event",
+        "type": kind,
+        "created": int(time.time()),
+        "data": {"object": obj},
+    }
+    return json.dumps(event, indent=2).encode()
+
+
+def intent_object(intent_id: str, status: str, charge: str = "") -> dict[str, Any]:
+    """A PaymentIntent as an event carries it; a declined one names its failed charge."""
+    obj: dict[str, Any] = {"id": intent_id, "object": "payment_intent", "status": status}
+    if charge:
+        obj["last_payment_error"] = {
+            "charge": charge,
+            "code": "card_declined",
+            "message": "Your card was declined.",
+        }
+    return obj
+
+
+def signature(secret: str, body: bytes, at: int | None = None) -> str:
+    """`Stripe-Signature` as Stripe computes it: HMAC-SHA256 of "<t>.<body>"."""
+    t = int(time.time()) if at is None else at
+    digest = hmac.new(secret.encode(), b"%d.%s" % (t, body), hashlib.sha256).hexdigest()
+    return f"t={t},v1={digest}"
+
+
+class Webhook:
+    """Delivers events to the webhook route through the edge, as Stripe does."""
+
+    event = staticmethod(stripe_event)
+    intent = staticmethod(intent_object)
+
+    def __init__(self, client: httpx.AsyncClient, secret: str) -> None:
+        self.client = client
+        self.secret = secret
+
+    def sign(self, body: bytes, at: int | None = None, secret: str = "") -> str:
+        return signature(secret or self.secret, body, at)
+
+    async def deliver(
+        self, body: bytes, sig: str | None = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """POSTs `body` signed with the stack's secret, or with `sig` ("" sends none)."""
+        sent = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
+        sig = signature(self.secret, body) if sig is None else sig
+        if sig:
+            sent["Stripe-Signature"] = sig
+        return await self.client.post(STRIPE_WEBHOOK_PATH, content=body, headers=sent)
+
+
+@pytest.fixture(scope="session")
+async def webhook(stack) -> AsyncIterator[Webhook]:
+    async with httpx.AsyncClient(base_url=stack.http_url, timeout=20, trust_env=False) as client:
+        yield Webhook(client, stack.stripe_webhook_secret)
+
+
+@pytest.fixture
+def payment_row(sql) -> Callable[[str], SimpleNamespace]:
+    """The payment behind an intent id, as stored."""
+
+    def row(intent_id: str) -> SimpleNamespace:
+        [(status, stripe_intent_id, refunded_cents, updated_at)] = sql(
+            "SELECT status, stripe_intent_id, refunded_cents, updated_at FROM payments.payments"
+            " WHERE payment_intent_id = %s OR stripe_intent_id = %s",
+            intent_id,
+            intent_id,
+        )
+        return SimpleNamespace(
+            status=status,
+            stripe_intent_id=stripe_intent_id,
+            refunded_cents=refunded_cents,
+            updated_at=updated_at,
+        )
+
+    return row

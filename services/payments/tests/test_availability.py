@@ -76,13 +76,6 @@ async def test_internal_rpcs_need_the_service_credential(stack, stripe_intents) 
     assert await stripe_intents(order_id) == []
 
 
-async def test_the_public_rpcs_are_not_built_yet(stack) -> None:
-    async with grpc.aio.insecure_channel(stack.grpc_addrs["payments"]) as channel:
-        public = payments_pb2_grpc.PaymentServiceStub(channel)
-        error = await rpc_error(public.RefundOrder(pb.RefundOrderRequest(id=str(uuid.uuid4()))))
-        assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
 async def test_a_stripe_outage_is_unavailable_within_the_timeout_and_a_retry_works(
     stack, payments
 ) -> None:

@@ -19,3 +19,14 @@ class PaymentsSettings(ServiceSettings):
     # The most one RPC waits on Stripe in all (every call it makes to Stripe included); then
     # it answers UNAVAILABLE. Below the edge's 15 s route timeout, so an outage is our 503.
     stripe_timeout_seconds: float = 8.0
+    # The webhook endpoint's signing secret(s), whsec_...; comma-separated, any verifies, so a
+    # rotation is: add the new one, switch the endpoint at Stripe, drop the old one. Empty:
+    # every delivery is refused (400) and only reconciliation learns of outcomes.
+    stripe_webhook_secret: SecretStr = SecretStr("")
+    # How often payments left without an outcome are looked up at Stripe, in case their
+    # webhook was lost; and how long one waits (since it last changed or was asked about)
+    # before it is, so the webhook normally wins.
+    payments_reconcile_seconds: float = 60.0
+    payments_reconcile_after_seconds: float = 300.0
+    # At most this many payments are asked about per round (one Stripe call each).
+    payments_reconcile_batch_size: int = 100

@@ -6,7 +6,10 @@
    Stripe is called while the lock is held, so one payment's calls happen one at a time:
    concurrent creates with one key make one intent, concurrent confirms charge once, and
    concurrent refunds never add up to more than was paid. The cost is a database connection
-   held for each Stripe call in flight (bounded by STRIPE_TIMEOUT_SECONDS).
+   held for each Stripe call in flight (bounded by STRIPE_TIMEOUT_SECONDS). A webhook event
+   takes it too, before claiming the event's id, so it waits for a confirmation or refund
+   in flight and then sees what that recorded.
+3. Inbox claims (`tx.claim_once`: Stripe event ids, once-only announcements), last.
 """
 
 from __future__ import annotations

@@ -13,11 +13,17 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ecom_runtime.db import Database, UnitOfWork
-from ecom_runtime.errors import AlreadyExists, FailedPrecondition, NotFound
+from ecom_runtime.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    NotFound,
+    Unavailable,
+)
 from ecom_runtime.validation import Violations
 from ecommerce.events.v1 import events_pb2
 from sqlalchemy import Row, func, insert, or_, select, update
@@ -25,11 +31,19 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from payments_service import errors
 from payments_service.locks import lock_payment, lock_refund_key
-from payments_service.provider import IntentNotReusable, Outcome, PaymentProvider
+from payments_service.provider import (
+    IntentChanged,
+    IntentNotReusable,
+    Outcome,
+    PaymentProvider,
+    ProviderEvent,
+    RefundsChanged,
+)
 from payments_service.store import (
     CANCELED,
     FAILED,
     PENDING,
+    REQUIRES_ACTION,
     SUCCEEDED,
     payment_attempts,
     payments,
@@ -60,6 +74,21 @@ class RefundView:
     status: str
     total_refunded_cents: int
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """How a refund request names its fields (orders' internal RPC, or the admin's REST route),
+    and the prefix that keeps one caller's idempotency keys from ever matching another's."""
+
+    order_id: str = "order_id"
+    idempotency_key: str = "idempotency_key"
+    key_prefix: str = ""
+
+
+ADMIN_REFUND = RefundRequest(order_id="id", idempotency_key="Idempotency-Key", key_prefix="admin:")
+# Payments the webhook or reconciliation may still move (a declined one may be paid later).
+UNSETTLED = (PENDING, REQUIRES_ACTION, FAILED)
 
 
 class Payments:
@@ -173,11 +202,7 @@ class Payments:
         )
 
     async def _locked_by_intent(self, tx: UnitOfWork, intent_id: str) -> Row[Any]:
-        # By the id orders knows, or by the intent now behind it (`_fresh_intent`).
-        named = or_(
-            payments.c.payment_intent_id == intent_id, payments.c.stripe_intent_id == intent_id
-        )
-        row = await lock_payment(tx.conn, named)
+        row = await lock_payment(tx.conn, _named_by(intent_id))
         if row is None:
             raise NotFound("no such payment intent")
         return row
@@ -195,14 +220,19 @@ class Payments:
             row.user_id,
         )
         await _set(tx, row.id, stripe_intent_id=fresh.id, client_secret=fresh.client_secret)
-
-        async def cancel_stale() -> None:
-            outcome = await self._provider.cancel(stale)
-            if outcome.status != CANCELED:
-                log.warning("a replaced payment intent is still open", extra={"intent": stale})
-
-        tx.on_commit(cancel_stale)
+        self._cancel_after_commit(tx, stale)
         return fresh.id
+
+    def _cancel_after_commit(self, tx: UnitOfWork, intent_id: str) -> None:
+        """Cancels an intent the payment has left, once that is committed, so its client
+        secret can no longer pay."""
+
+        async def cancel_replaced() -> None:
+            outcome = await self._provider.cancel(intent_id)
+            if outcome.status != CANCELED:
+                log.warning("a replaced payment intent is still open", extra={"intent": intent_id})
+
+        tx.on_commit(cancel_replaced)
 
     async def _record(
         self, tx: UnitOfWork, row: Row[Any], intent_id: str, method: str, outcome: Outcome
@@ -229,37 +259,141 @@ class Payments:
                 failure_message=outcome.failure_message,
             )
             # Once per declined charge, however it is learned (here, later the webhook).
-            if await tx.claim_once("payment-failed", outcome.charge_id or str(attempt_id)):
-                tx.add(
-                    events_pb2.PaymentFailed(
-                        payment_intent_id=row.payment_intent_id,
-                        order_id=str(row.order_id),
-                        amount_cents=row.amount_cents,
-                        currency=row.currency,
-                        failure_code=outcome.failure_code,
-                        failure_message=outcome.failure_message,
-                    )
-                )
+            await _announce_failure(tx, row, outcome, outcome.charge_id or str(attempt_id))
             return
         await _set(tx, row.id, status=outcome.status, failure_code=None, failure_message=None)
         if outcome.status == SUCCEEDED:
             await _announce_success(tx, row)
 
+    # -- what Stripe tells us --------------------------------------------------------------
+
+    async def apply_event(self, event: ProviderEvent) -> None:
+        """Applies a webhook event in the transaction that claims its id, so each event takes
+        effect once however often and in whatever order it is delivered. Events about intents
+        or refunds that are not ours, and types we do not act on, change nothing."""
+        change = event.change
+        if change is None:
+            return
+        async with self.db.begin() as tx:
+            if isinstance(change, IntentChanged):
+                row = await lock_payment(tx.conn, _named_by(change.intent_id))
+            else:
+                row = await _locked_by_refunds(tx, change)
+            if row is None or not await tx.claim_once("stripe-event", event.id):
+                return
+            if isinstance(change, IntentChanged):
+                await self._apply_outcome(tx, row, change.intent_id, change.outcome)
+            else:
+                for refund_id, status in change.refunds:
+                    await _settle_refund(tx, row, refund_id, status)
+
+    async def reconcile(self, older_than_seconds: float, limit: int = 100) -> int:
+        """Asks Stripe about payments left without an outcome (or declined: the customer may
+        have paid since, through Stripe.js) for `older_than_seconds`, and records what it says
+        as the webhook would have: a lost webhook leaves no paid order unpaid. One payment per
+        transaction, at most `limit` a round, skipping rows another process holds; a payment
+        is asked about again `older_than_seconds` after the last time. Returns how many moved."""
+        moved = 0
+        seen: list[uuid.UUID] = []
+        last_touched = func.greatest(payments.c.updated_at, payments.c.checked_at)
+        for _ in range(limit):
+            async with self.db.begin() as tx:
+                row = (
+                    await tx.conn.execute(
+                        select(payments)
+                        .where(
+                            payments.c.status.in_(UNSETTLED),
+                            payments.c.stripe_intent_id.is_not(None),
+                            last_touched <= func.now() - timedelta(seconds=older_than_seconds),
+                            payments.c.id.not_in(seen),
+                        )
+                        .order_by(last_touched)
+                        .limit(1)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).first()
+                if row is None:
+                    break
+                seen.append(row.id)
+                await tx.conn.execute(
+                    update(payments).where(payments.c.id == row.id).values(checked_at=func.now())
+                )
+                try:
+                    outcome = await self._provider.retrieve(row.stripe_intent_id)
+                except Unavailable:
+                    raise  # Stripe is down: the next round tries again
+                except DomainError:  # e.g. an intent Stripe no longer knows: asked again later
+                    log.warning("cannot reconcile a payment", extra={"payment": str(row.id)})
+                    continue
+                if await self._apply_outcome(tx, row, row.stripe_intent_id, outcome):
+                    moved += 1
+        if moved:
+            log.info("payments reconciled with Stripe", extra={"count": moved})
+        return moved
+
+    async def _apply_outcome(
+        self, tx: UnitOfWork, row: Row[Any], intent_id: str, outcome: Outcome
+    ) -> bool:
+        """Records what Stripe says of one of the payment's intents, as a confirmation would
+        have; True if the payment moved. A success always counts (money was taken, even on an
+        intent the payment had left: it moves back onto it, so refunds reach the money, and
+        the open one is cancelled) and is announced once. Anything else counts only for the
+        intent the payment is on, and never after a success or a cancellation: a late
+        `payment_failed` cannot undo a payment, a replaced intent's cancel cannot cancel it."""
+        if outcome.status == SUCCEEDED:
+            if row.status == SUCCEEDED:
+                if intent_id != row.stripe_intent_id:
+                    log.error("a payment was charged twice", extra={"intent": intent_id})
+                return False
+            await _set(tx, row.id, status=SUCCEEDED, failure_code=None, failure_message=None)
+            if intent_id != row.stripe_intent_id:
+                await _set(tx, row.id, stripe_intent_id=intent_id)
+                self._cancel_after_commit(tx, row.stripe_intent_id)
+            await _announce_success(tx, row)
+            return True
+        if intent_id != row.stripe_intent_id or row.status in (SUCCEEDED, CANCELED):
+            return False
+        if outcome.status == FAILED:
+            failure = (FAILED, outcome.failure_code, outcome.failure_message)
+            if (row.status, row.failure_code, row.failure_message) != failure:
+                await _set(
+                    tx,
+                    row.id,
+                    status=FAILED,
+                    failure_code=outcome.failure_code,
+                    failure_message=outcome.failure_message,
+                )
+            # Once per declined charge; without a charge id, once per move into FAILED.
+            if outcome.charge_id or row.status != FAILED:
+                await _announce_failure(tx, row, outcome, outcome.charge_id or str(uuid.uuid4()))
+            return row.status != FAILED
+        if outcome.status == CANCELED or (row.status != FAILED and outcome.status != row.status):
+            await _set(tx, row.id, status=outcome.status)  # cancelled; PENDING <-> REQUIRES_ACTION
+            return True
+        return False
+
     # -- refunds ---------------------------------------------------------------------------
 
     async def refund(
-        self, order_id: str, amount_cents: int | None, idempotency_key: str, reason: str
+        self,
+        order_id: str,
+        amount_cents: int | None,
+        idempotency_key: str,
+        reason: str,
+        names: RefundRequest = RefundRequest(),
     ) -> RefundView:
-        """Refunds part or all of what is left of an order's payment, once per key."""
+        """Refunds part or all of what is left of an order's payment, once per key: the one
+        refund path, for orders (RefundPayment) and admins (RefundOrder) alike."""
         violations = Violations()
-        oid = _uuid_field(violations, "order_id", order_id, required=True)
+        oid = _uuid_field(violations, names.order_id, order_id, required=True)
         if amount_cents is not None and amount_cents < 1:
             violations.add("amount_cents", "must be at least 1 (or absent to refund all)")
-        violations.check_length("idempotency_key", idempotency_key, 1, MAX_KEY)
+        violations.check_length(names.idempotency_key, idempotency_key, 1, MAX_KEY)
         if len(reason) > MAX_REASON:
             violations.add("reason", f"must be at most {MAX_REASON} characters")
         violations.raise_if_any()
         assert oid is not None
+        idempotency_key = names.key_prefix + idempotency_key
         async with self.db.begin() as tx:
             await lock_refund_key(tx.conn, idempotency_key)
             row = await lock_payment(tx.conn, payments.c.order_id == oid)
@@ -269,7 +403,7 @@ class Payments:
                 )
             ).first()
             if done is not None:  # a retry: the same answer, nothing refunded again
-                _same_refund(done, oid, amount_cents)
+                _same_refund(done, oid, amount_cents, names)
                 assert row is not None
                 return _refund_view(done, row.refunded_cents)
             if row is None or row.status != SUCCEEDED:
@@ -304,19 +438,83 @@ class Payments:
                 )
             ).one()
             await _set(tx, row.id, refunded_cents=total)
-            if made.status == SUCCEEDED:
-                tx.add(
-                    events_pb2.RefundSucceeded(
-                        refund_id=made.id,
-                        payment_intent_id=row.payment_intent_id,
-                        order_id=str(oid),
-                        amount_cents=amount,
-                        currency=row.currency,
-                        total_refunded_cents=total,
-                        fully_refunded=total == row.amount_cents,
-                    )
-                )
+            if made.status == SUCCEEDED:  # a pending one is announced when it settles
+                await _announce_refund(tx, row, stored)
         return _refund_view(stored, total)
+
+
+async def _locked_by_refunds(tx: UnitOfWork, change: RefundsChanged) -> Row[Any] | None:
+    """The payment the refunds are of, locked: by the intent the event names (its lock waits
+    for a refund being recorded right now), else by the refunds we hold."""
+    if change.intent_id:
+        row = await lock_payment(tx.conn, _named_by(change.intent_id))
+        if row is not None:
+            return row
+    ids = [refund_id for refund_id, _ in change.refunds]
+    if not ids:
+        return None
+    owner = select(refunds.c.payment_id).where(refunds.c.id.in_(ids)).limit(1)
+    return await lock_payment(tx.conn, payments.c.id == owner.scalar_subquery())
+
+
+async def _settle_refund(tx: UnitOfWork, row: Row[Any], refund_id: str, status: str) -> None:
+    """A pending refund Stripe settled: a success is announced (once), a failure gives its
+    amount back to what is left to refund. Refunds not ours, or settled already, are left."""
+    if status not in (SUCCEEDED, FAILED):
+        return
+    settled = (
+        await tx.conn.execute(
+            update(refunds)
+            .where(refunds.c.id == refund_id, refunds.c.payment_id == row.id)
+            .where(refunds.c.status == PENDING)
+            .values(status=status)
+            .returning(refunds)
+        )
+    ).first()
+    if settled is None:
+        return
+    if status == FAILED:
+        await _set(tx, row.id, refunded_cents=payments.c.refunded_cents - settled.amount_cents)
+    else:
+        await _announce_refund(tx, row, settled)
+
+
+async def _announce_failure(tx: UnitOfWork, row: Row[Any], outcome: Outcome, key: str) -> None:
+    """PaymentFailed, once per `key` (the declined charge)."""
+    if await tx.claim_once("payment-failed", key):
+        tx.add(
+            events_pb2.PaymentFailed(
+                payment_intent_id=row.payment_intent_id,
+                order_id=str(row.order_id),
+                amount_cents=row.amount_cents,
+                currency=row.currency,
+                failure_code=outcome.failure_code,
+                failure_message=outcome.failure_message,
+            )
+        )
+
+
+async def _announce_refund(tx: UnitOfWork, payment: Row[Any], refund: Row[Any]) -> None:
+    """RefundSucceeded, once per refund. Its totals count settled refunds only: what orders
+    shows as refunded, and REFUNDED once they reach the amount paid."""
+    if not await tx.claim_once("refund-succeeded", refund.id):
+        return
+    settled = await tx.conn.scalar(
+        select(func.coalesce(func.sum(refunds.c.amount_cents), 0)).where(
+            refunds.c.payment_id == payment.id, refunds.c.status == SUCCEEDED
+        )
+    )
+    tx.add(
+        events_pb2.RefundSucceeded(
+            refund_id=refund.id,
+            payment_intent_id=payment.payment_intent_id,
+            order_id=str(payment.order_id),
+            amount_cents=refund.amount_cents,
+            currency=payment.currency,
+            total_refunded_cents=int(settled or 0),
+            fully_refunded=int(settled or 0) == payment.amount_cents,
+        )
+    )
 
 
 async def _announce_success(tx: UnitOfWork, row: Row[Any]) -> None:
@@ -330,6 +528,11 @@ async def _announce_success(tx: UnitOfWork, row: Row[Any]) -> None:
                 currency=row.currency,
             )
         )
+
+
+def _named_by(intent_id: str) -> Any:
+    """By the id orders knows, or by the intent now behind it (`_fresh_intent`)."""
+    return or_(payments.c.payment_intent_id == intent_id, payments.c.stripe_intent_id == intent_id)
 
 
 async def _set(tx: UnitOfWork, payment_id: uuid.UUID, **values: Any) -> None:
@@ -359,9 +562,11 @@ def _same_request(row: Row[Any], order_id: uuid.UUID, amount_cents: int, currenc
         raise AlreadyExists(differing)
 
 
-def _same_refund(done: Row[Any], order_id: uuid.UUID, amount_cents: int | None) -> None:
+def _same_refund(
+    done: Row[Any], order_id: uuid.UUID, amount_cents: int | None, names: RefundRequest
+) -> None:
     if done.order_id != order_id:
-        raise AlreadyExists({"idempotency_key": "was used to refund another order"})
+        raise AlreadyExists({names.idempotency_key: "was used to refund another order"})
     if amount_cents is not None and amount_cents != done.amount_cents:
         raise AlreadyExists(
             {"amount_cents": f"differs from the refund made with this key ({done.amount_cents})"}

@@ -44,6 +44,33 @@ class ProviderRefund:
     status: str  # a refund status (store.REFUND_STATUSES)
 
 
+@dataclass(frozen=True)
+class IntentChanged:
+    """The provider says where an intent stands (a webhook event, or asked by reconciliation)."""
+
+    intent_id: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class RefundsChanged:
+    """Refunds of a charge moved on: (refund id, refund status) each. `intent_id` is the
+    intent they refund when the event names it, else ""."""
+
+    intent_id: str
+    refunds: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A verified event from the provider: applied once per `id`. `change` is None for the
+    event types payments does not act on."""
+
+    id: str
+    type: str
+    change: IntentChanged | RefundsChanged | None
+
+
 class IntentNotReusable(Exception):
     """The provider will not confirm this intent again after a decline.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from ecom_runtime.db import Database
-from ecom_runtime.server import App
+from ecom_runtime.server import App, every
 
 from payments_service.config import PaymentsSettings
 from payments_service.events import PUBLISHED
@@ -14,6 +14,7 @@ from payments_service.provider import NotConfigured, PaymentProvider
 from payments_service.servicer import PaymentInternalServicer, PaymentServicer
 from payments_service.store import inbox, outbox
 from payments_service.stripe_provider import StripeProvider
+from payments_service.stripe_webhook import StripeWebhook
 
 log = logging.getLogger("payments")
 
@@ -34,13 +35,22 @@ def build_app(settings: PaymentsSettings | None = None) -> App:
     settings = settings or PaymentsSettings()
     db = Database.for_service(settings, outbox=outbox, inbox=inbox, subjects=PUBLISHED)
     provider = payment_provider(settings)
+    payments = Payments(db, provider)
+    webhook = StripeWebhook(settings.stripe_webhook_secret.get_secret_value())
+
+    async def reconcile() -> None:
+        """Outcomes whose webhook was lost (or refused), asked of Stripe."""
+        await payments.reconcile(
+            settings.payments_reconcile_after_seconds, settings.payments_reconcile_batch_size
+        )
+
+    # Without an API key there is no Stripe to ask.
+    configured = not isinstance(provider, NotConfigured)
     return App(
         name="payments",
         settings=settings,
         db=db,
-        servicers=[
-            PaymentInternalServicer(Payments(db, provider)),
-            PaymentServicer(),
-        ],
+        servicers=[PaymentInternalServicer(payments), PaymentServicer(payments, webhook)],
+        tasks=[every(settings.payments_reconcile_seconds, reconcile)] if configured else [],
         closing=[provider.close],
     )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, TypeAlias
 
 import grpc
+from ecom_runtime.auth import call_header, require_admin
 from ecommerce.payments.v1 import payments_pb2, payments_pb2_grpc
 
-from payments_service.payments import Payments, RefundView
+from payments_service.payments import ADMIN_REFUND, Payments, RefundView
+from payments_service.stripe_webhook import StripeWebhook
 
 Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
@@ -32,16 +35,29 @@ def refund_message(refund: RefundView) -> payments_pb2.Refund:
 
 
 class PaymentServicer(payments_pb2_grpc.PaymentServiceServicer):
-    """The public service. The Stripe webhook and admin refunds are not built yet: both answer
-    UNIMPLEMENTED (what the interceptor makes of NotImplementedError)."""
+    """The public service: Stripe's webhook (no user token, the signature authenticates it:
+    the interceptor asks for credentials only when an RPC does) and the admins' refunds."""
+
+    def __init__(self, payments: Payments, webhook: StripeWebhook) -> None:
+        self._payments = payments
+        self._webhook = webhook
 
     async def HandleStripeWebhook(
         self, request: payments_pb2.HandleStripeWebhookRequest, context: Context
     ) -> Any:
-        raise NotImplementedError
+        event = self._webhook.verify(request.body.data, call_header("stripe-signature"))
+        await self._payments.apply_event(event)
+        return payments_pb2.HandleStripeWebhookResponse()
 
     async def RefundOrder(self, request: payments_pb2.RefundOrderRequest, context: Context) -> Any:
-        raise NotImplementedError
+        admin = await require_admin()
+        amount = request.amount_cents if request.HasField("amount_cents") else None
+        # Without an Idempotency-Key every call is a refund of its own.
+        key = call_header("idempotency-key") or str(uuid.uuid4())
+        refund = await self._payments.refund(
+            request.id, amount, key, f"refunded by admin {admin.subject}", ADMIN_REFUND
+        )
+        return refund_message(refund)
 
 
 class PaymentInternalServicer(payments_pb2_grpc.PaymentInternalServiceServicer):

@@ -40,7 +40,7 @@ payments = Table(
     # Stripe made it (the row exists first, so its lock dedupes concurrent creates).
     Column("payment_intent_id", Text, nullable=True, unique=True),
     # The intent Stripe charges: the same one, unless a declined intent that Stripe would not
-    # confirm again was replaced by a fresh one (payments.py, `_confirm_on_fresh_intent`).
+    # confirm again was replaced by a fresh one (payments.py, `_fresh_intent`).
     Column("stripe_intent_id", Text, nullable=True, unique=True),
     # For Stripe.js; handed out again on a retried create. Never logged.
     Column("client_secret", Text, nullable=True),
@@ -55,9 +55,18 @@ payments = Table(
     Column("refunded_cents", BigInteger, nullable=False, server_default=text("0")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # When reconciliation last asked Stripe about it (payments.py, `reconcile`).
+    Column("checked_at", DateTime(timezone=True), nullable=True),
     CheckConstraint(f"status IN {STATUSES}", name="status"),
     CheckConstraint("amount_cents >= 1", name="amount"),
     CheckConstraint("refunded_cents BETWEEN 0 AND amount_cents", name="refunded"),
+    # Reconciliation's queue: the few payments still without an outcome, least recently seen
+    # first (PostgreSQL's greatest() skips a NULL checked_at).
+    Index(
+        "ix_payments_unsettled",
+        text("greatest(updated_at, checked_at)"),
+        postgresql_where=text("status IN ('PENDING', 'REQUIRES_ACTION', 'FAILED')"),
+    ),
 )
 
 # Every confirmation and what came of it, for support ("why was my card declined twice?").

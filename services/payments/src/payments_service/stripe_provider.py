@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,8 +38,8 @@ logging.getLogger("stripe").setLevel(logging.WARNING)
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # Stripe's intent status -> ours. "requires_payment_method" is PENDING before an attempt and
-# FAILED after a declined one (`_outcome`).
-_INTENT_STATUS = {
+# FAILED after a declined one (`outcome_of`).
+INTENT_STATUS = {
     "requires_payment_method": PENDING,
     "requires_confirmation": PENDING,
     "processing": PENDING,
@@ -48,7 +48,7 @@ _INTENT_STATUS = {
     "succeeded": SUCCEEDED,
     "canceled": CANCELED,
 }
-_REFUND_STATUS = {
+REFUND_STATUS = {
     "succeeded": SUCCEEDED,
     "pending": PENDING,
     "requires_action": PENDING,
@@ -75,19 +75,24 @@ def _error_body(error: stripe.StripeError) -> dict[str, Any]:
     return {}
 
 
-def _outcome(intent: stripe.PaymentIntent) -> Outcome:
-    status = _INTENT_STATUS.get(intent.status, PENDING)
-    # Stripe objects raise AttributeError for fields the answer left out (localstripe leaves
-    # out many), hence getattr with a default.
-    last_error = getattr(intent, "last_payment_error", None)
-    if intent.status == "requires_payment_method" and last_error is not None:
+def outcome_of(intent: Mapping[str, Any]) -> Outcome:
+    """Where an intent stands, from an API answer (`to_dict()`) or a webhook event's snapshot
+    alike; every field may be missing (localstripe leaves out many)."""
+    status = intent.get("status")
+    last_error = intent.get("last_payment_error")
+    if status == "requires_payment_method" and isinstance(last_error, Mapping):
         return Outcome(
             status=FAILED,
-            failure_code=getattr(last_error, "code", None) or "payment_failed",
-            failure_message=getattr(last_error, "message", None) or "The payment failed.",
-            decline_code=getattr(last_error, "decline_code", None) or "",
+            failure_code=_text(last_error.get("code")) or "payment_failed",
+            failure_message=_text(last_error.get("message")) or "The payment failed.",
+            decline_code=_text(last_error.get("decline_code")),
+            charge_id=_text(last_error.get("charge")),
         )
-    return Outcome(status=status)
+    return Outcome(status=INTENT_STATUS.get(_text(status), PENDING))
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _declined(error: stripe.CardError) -> Outcome:
@@ -178,7 +183,7 @@ class StripeProvider:
         return CreatedIntent(
             id=intent.id,
             client_secret=intent.client_secret or "",
-            status=_INTENT_STATUS.get(intent.status, PENDING),
+            status=INTENT_STATUS.get(intent.status, PENDING),
         )
 
     async def confirm(self, intent_id: str, payment_method_id: str) -> Outcome:
@@ -200,11 +205,11 @@ class StripeProvider:
             except stripe.InvalidRequestError as refused:
                 if refused.code == "payment_intent_unexpected_state":
                     # Paid or cancelled meanwhile (e.g. through Stripe.js): say where it is.
-                    return _outcome(await self._intents.retrieve_async(intent_id))
+                    return outcome_of((await self._intents.retrieve_async(intent_id)).to_dict())
                 if refused.http_status == 404:  # the method (we hold the intent)
                     raise InvalidArgument({"payment_method_id": "no such payment method"}) from None
                 raise
-        return _outcome(intent)
+        return outcome_of(intent.to_dict())
 
     async def cancel(self, intent_id: str) -> Outcome:
         async with self._bounded("cancel a payment intent"):
@@ -216,12 +221,12 @@ class StripeProvider:
                 # No longer cancellable (paid, processing, cancelled already): say where it
                 # stands and let the caller decide.
                 intent = await self._intents.retrieve_async(intent_id)
-        return _outcome(intent)
+        return outcome_of(intent.to_dict())
 
     async def retrieve(self, intent_id: str) -> Outcome:
         async with self._bounded("read a payment intent"):
             intent = await self._intents.retrieve_async(intent_id)
-        return _outcome(intent)
+        return outcome_of(intent.to_dict())
 
     async def refund(
         self, intent_id: str, amount_cents: int, idempotency_key: str, order_id: uuid.UUID
@@ -235,7 +240,7 @@ class StripeProvider:
                 },
                 {"idempotency_key": stripe_key("refund", idempotency_key)},
             )
-        return ProviderRefund(id=refund.id, status=_REFUND_STATUS.get(refund.status or "", PENDING))
+        return ProviderRefund(id=refund.id, status=REFUND_STATUS.get(refund.status or "", PENDING))
 
     async def close(self) -> None:
         await self._http.close_async()
