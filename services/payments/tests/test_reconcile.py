@@ -11,11 +11,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import nats
 import pytest
 import stripe
+from ecom_runtime.jobs import trigger
 from payments_service.events import PAYMENT_FAILED, PAYMENT_SUCCEEDED
-
-from conftest import service_process
+from payments_service.server import RECONCILE_JOB
 
 
 class LosingEndpoint:
@@ -60,12 +61,24 @@ class LosingEndpoint:
             await asyncio.sleep(0.1)
 
 
-async def asked_again(sql, intent_id: str, times: int, within: float = 15.0) -> None:
-    """Waits until reconciliation asked Stripe about the payment `times` more times."""
+async def reconcile_now(stack) -> None:
+    """Runs the payments' reconcile job once now (by one of its processes), leaving no
+    payment to its webhook any longer."""
+    nc = await nats.connect(stack.nats_url)
+    try:
+        await trigger(nc.jetstream(), "payments", RECONCILE_JOB, after_seconds=0)
+    finally:
+        await nc.close()
+
+
+async def asked_again(stack, sql, intent_id: str, times: int, within: float = 15.0) -> None:
+    """Runs reconciliation `times` more times, waiting each time until it asked Stripe about
+    the payment."""
     query = "SELECT checked_at FROM payments.payments WHERE payment_intent_id = %s"
     deadline = time.monotonic() + within
     for _ in range(times):
         [(before,)] = sql(query, intent_id)
+        await reconcile_now(stack)
         while sql(query, intent_id) == [(before,)]:
             assert time.monotonic() < deadline, "not asked about again"
             await asyncio.sleep(0.1)
@@ -95,21 +108,17 @@ async def test_outcomes_whose_webhook_was_lost_are_reconciled(
     ids = (paid.payment_intent_id, declined.payment_intent_id, cancelled.payment_intent_id)
     assert [payment_row(i).status for i in ids] == ["PENDING"] * 3
 
-    async with service_process(
-        stack, "payments", PAYMENTS_RECONCILE_SECONDS="0.5", PAYMENTS_RECONCILE_AFTER_SECONDS="0"
-    ):
-        deadline = time.monotonic() + 15
-        while [payment_row(i).status for i in ids] != ["SUCCEEDED", "FAILED", "CANCELED"]:
-            assert time.monotonic() < deadline, [payment_row(i).status for i in ids]
-            await asyncio.sleep(0.1)
-        seen = await events.all_of(
-            {(paid_order, PAYMENT_SUCCEEDED), (declined_order, PAYMENT_FAILED)}
-        )
-        # Asked about again (the declined one may still be paid), it announces nothing more:
-        # a later payment's event closes the window (the outbox is relayed in commit order).
-        await asked_again(sql, declined.payment_intent_id, times=2)
-        later, _ = await checkout.paid()
-        seen += await events.until(later, PAYMENT_SUCCEEDED)
+    await reconcile_now(stack)
+    deadline = time.monotonic() + 15
+    while [payment_row(i).status for i in ids] != ["SUCCEEDED", "FAILED", "CANCELED"]:
+        assert time.monotonic() < deadline, [payment_row(i).status for i in ids]
+        await asyncio.sleep(0.1)
+    seen = await events.all_of({(paid_order, PAYMENT_SUCCEEDED), (declined_order, PAYMENT_FAILED)})
+    # Asked about again (the declined one may still be paid), it announces nothing more:
+    # a later payment's event closes the window (the outbox is relayed in commit order).
+    await asked_again(stack, sql, declined.payment_intent_id, times=2)
+    later, _ = await checkout.paid()
+    seen += await events.until(later, PAYMENT_SUCCEEDED)
 
     ours = sorted((e.message.order_id, e.subject) for e in seen if e.message.order_id != later)
     assert ours == sorted([(paid_order, PAYMENT_SUCCEEDED), (declined_order, PAYMENT_FAILED)])

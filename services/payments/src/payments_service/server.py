@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from ecom_runtime.db import Database
-from ecom_runtime.server import App, every
+from ecom_runtime.jobs import ScheduledJob
+from ecom_runtime.server import App
 
 from payments_service.config import PaymentsSettings
 from payments_service.events import PUBLISHED
@@ -19,6 +20,7 @@ from payments_service.stripe_webhook import StripeWebhook
 log = logging.getLogger("payments")
 
 Settings = PaymentsSettings
+RECONCILE_JOB = "reconcile"  # a JetStream job: once per interval across replicas
 
 
 def payment_provider(settings: PaymentsSettings) -> PaymentProvider:
@@ -38,11 +40,14 @@ def build_app(settings: PaymentsSettings | None = None) -> App:
     payments = Payments(db, provider)
     webhook = StripeWebhook(settings.stripe_webhook_secret.get_secret_value())
 
-    async def reconcile() -> None:
-        """Outcomes whose webhook was lost (or refused), asked of Stripe."""
-        await payments.reconcile(
-            settings.payments_reconcile_after_seconds, settings.payments_reconcile_batch_size
-        )
+    async def reconcile(after_seconds: float | None = None) -> None:
+        """Outcomes whose webhook was lost (or refused), asked of Stripe. `after_seconds`
+        (a trigger's parameter) overrides how long a payment is left to its webhook."""
+        if after_seconds is None:
+            after_seconds = settings.payments_reconcile_after_seconds
+        if not isinstance(after_seconds, int | float) or after_seconds < 0:
+            raise ValueError("after_seconds must be a number >= 0")
+        await payments.reconcile(after_seconds, settings.payments_reconcile_batch_size)
 
     # Without an API key there is no Stripe to ask.
     configured = not isinstance(provider, NotConfigured)
@@ -51,6 +56,8 @@ def build_app(settings: PaymentsSettings | None = None) -> App:
         settings=settings,
         db=db,
         servicers=[PaymentInternalServicer(payments), PaymentServicer(payments, webhook)],
-        tasks=[every(settings.payments_reconcile_seconds, reconcile)] if configured else [],
+        jobs=[ScheduledJob(RECONCILE_JOB, settings.payments_reconcile_seconds, reconcile)]
+        if configured
+        else [],
         closing=[provider.close],
     )
