@@ -279,6 +279,9 @@ def identities(stack) -> Iterator[dict[str, tuple[dict[str, str], tuple[str, ...
     }
 
 
+# Three runs, each capped at RUN_TIMEOUT by the harness itself: pytest's default timeout
+# (120 s) must not cut them short first on a slow machine.
+@pytest.mark.timeout(3 * RUN_TIMEOUT + 60)
 def test_fuzz_every_operation_anonymously_as_a_customer_and_as_an_admin(
     stack, identities, tmp_path
 ) -> None:
