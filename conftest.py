@@ -7,10 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -99,6 +105,48 @@ async def service_process(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.asynccontextmanager
+async def stack_process_frozen(stack: LocalStack, service: str) -> AsyncIterator[None]:
+    """The stack's own process of `service` frozen (SIGSTOP) for the block, so that a
+    `service_process` of the test's, on the same durable consumers, gets every event.
+
+    Waits until JetStream holds no pull request of the frozen process (they expire within a
+    second), so none of the test's events goes to it; afterwards thaws it (SIGCONT) and waits
+    until the edge sees it healthy again.
+    """
+    from ecom_runtime.events import STREAM, connect_jetstream
+
+    pid = stack.pids()[service]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        nc, js = await connect_jetstream(stack.nats_url)
+        try:
+            deadline = time.monotonic() + 10
+            while any(
+                info.num_waiting
+                for info in await js.consumers_info(STREAM)
+                if info.name.startswith(f"{service}-")
+            ):
+                assert time.monotonic() < deadline, f"{service}'s pull requests did not expire"
+                await asyncio.sleep(0.1)
+        finally:
+            await nc.close()
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await wait_edge_healthy(stack)
+
+
+async def wait_edge_healthy(stack: LocalStack, within: float = 15.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(base_url=stack.http_url, trust_env=False) as client:
+        while (await client.get("/healthz")).status_code != 200:
+            assert time.monotonic() < deadline, "the edge did not become healthy"
+            await asyncio.sleep(0.1)
 
 
 def unique_email(tag: str = "user") -> str:
@@ -229,3 +277,42 @@ def rest_fields(response) -> set[str]:
         for d in response.json().get("details", [])
         for v in d.get("field_violations", [])
     }
+
+
+# --- the SMTP sink's Maildir ----------------------------------------------------------------
+
+_parsed: dict[Path, EmailMessage] = {}  # a delivered file never changes: parse it once
+
+
+def mails(maildir: Path, to: str, subject: str = "") -> list[EmailMessage]:
+    """Messages in the SMTP sink's Maildir to `to` whose subject contains `subject`."""
+    found = []
+    for folder in ("new", "cur"):
+        for path in sorted((maildir / folder).iterdir()):
+            if path not in _parsed:
+                with path.open("rb") as file:
+                    _parsed[path] = BytesParser(policy=policy.default).parse(file)
+            message = _parsed[path]
+            if message["To"] == to and subject in str(message["Subject"]):
+                found.append(message)
+    return found
+
+
+async def wait_for_mail(
+    maildir: Path, to: str, subject: str = "", within: float = 15.0
+) -> EmailMessage:
+    """Polls the Maildir until a message to `to` with `subject` in its subject arrives."""
+    deadline = time.monotonic() + within
+    while not (found := mails(maildir, to, subject)):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no email to {to} about {subject!r} within {within} s")
+        await asyncio.sleep(0.05)
+    return found[0]
+
+
+def mail_text(message: EmailMessage) -> str:
+    return message.get_body(("plain",)).get_content()
+
+
+def mail_html(message: EmailMessage) -> str:
+    return message.get_body(("html",)).get_content()

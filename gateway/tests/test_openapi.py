@@ -48,6 +48,9 @@ POST /api/admin/orders/{id}/refund
 GET /api/admin/analytics/sales
 GET /api/admin/analytics/top-products
 GET /api/admin/analytics/summary
+GET /api/admin/jobs
+GET /api/admin/notifications/dead-letters
+POST /api/admin/notifications/dead-letters/{id}/replay
 """
 # A user's cart with a Bearer token, a guest's with X-Cart-Token.
 USER_OR_GUEST_ROUTES = """

@@ -57,6 +57,9 @@ POST /api/admin/orders/{id}/refund
 GET /api/admin/analytics/sales
 GET /api/admin/analytics/top-products
 GET /api/admin/analytics/summary
+GET /api/admin/jobs
+GET /api/admin/notifications/dead-letters
+POST /api/admin/notifications/dead-letters/{id}/replay
 """
 
 
@@ -96,4 +99,4 @@ def test_no_public_rpc_outside_the_contract() -> None:
 
 def test_every_public_service_is_served_by_a_known_cluster() -> None:
     clusters = {s.cluster for s in public_services(load_descriptor(DESCRIPTOR_PATH))}
-    assert clusters == {"auth", "catalog", "cart", "orders", "payments"}
+    assert clusters == {"auth", "catalog", "cart", "orders", "payments", "notifications"}

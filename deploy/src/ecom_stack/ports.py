@@ -1,21 +1,22 @@
 """Ports of the local stack: fixed dev defaults (each overridable by env var) or free ones.
 
-| port            | default | env var                   |
-|-----------------|---------|---------------------------|
-| Envoy HTTP      | 8080    | `STACK_HTTP_PORT`         |
-| Envoy admin     | 9901    | `STACK_ADMIN_PORT`        |
-| PostgreSQL      | 5432    | `STACK_POSTGRES_PORT`     |
-| Redis           | 6379    | `STACK_REDIS_PORT`        |
-| NATS            | 4222    | `STACK_NATS_PORT`         |
-| NATS monitor    | 8222    | `STACK_NATS_MONITOR_PORT` |
-| local Stripe    | 8420    | `STACK_STRIPE_PORT`       |
-| S3 (moto)       | 5000    | `STACK_S3_PORT`           |
-| SMTP sink       | 1025    | `STACK_SMTP_PORT`         |
-| auth gRPC       | 50051   | `STACK_AUTH_PORT`         |
-| catalog gRPC    | 50052   | `STACK_CATALOG_PORT`      |
-| cart gRPC       | 50053   | `STACK_CART_PORT`         |
-| orders gRPC     | 50054   | `STACK_ORDERS_PORT`       |
-| payments gRPC   | 50055   | `STACK_PAYMENTS_PORT`     |
+| port               | default | env var                    |
+|--------------------|---------|----------------------------|
+| Envoy HTTP         | 8080    | `STACK_HTTP_PORT`          |
+| Envoy admin        | 9901    | `STACK_ADMIN_PORT`         |
+| PostgreSQL         | 5432    | `STACK_POSTGRES_PORT`      |
+| Redis              | 6379    | `STACK_REDIS_PORT`         |
+| NATS               | 4222    | `STACK_NATS_PORT`          |
+| NATS monitor       | 8222    | `STACK_NATS_MONITOR_PORT`  |
+| local Stripe       | 8420    | `STACK_STRIPE_PORT`        |
+| S3 (moto)          | 5000    | `STACK_S3_PORT`            |
+| SMTP sink          | 1025    | `STACK_SMTP_PORT`          |
+| auth gRPC          | 50051   | `STACK_AUTH_PORT`          |
+| catalog gRPC       | 50052   | `STACK_CATALOG_PORT`       |
+| cart gRPC          | 50053   | `STACK_CART_PORT`          |
+| orders gRPC        | 50054   | `STACK_ORDERS_PORT`        |
+| payments gRPC      | 50055   | `STACK_PAYMENTS_PORT`      |
+| notifications gRPC | 50056   | `STACK_NOTIFICATIONS_PORT` |
 
 The env vars apply to the dev ports only; free ports are picked by the kernel.
 """
@@ -45,6 +46,7 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     "cart": (50053, "cart gRPC"),
     "orders": (50054, "orders gRPC"),
     "payments": (50055, "payments gRPC"),
+    "notifications": (50056, "notifications gRPC"),
 }
 
 
@@ -95,6 +97,7 @@ class Ports:
     cart: int
     orders: int
     payments: int
+    notifications: int
 
     @classmethod
     def dev(cls, environ: Mapping[str, str] = os.environ) -> Ports:

@@ -28,7 +28,7 @@ import httpx
 from ecom_stack.ports import HOST, Ports
 from ecom_stack.procs import Proc, StackError, run, spawn, stop_all
 
-SERVICES: tuple[str, ...] = ("auth", "catalog", "cart", "orders", "payments")
+SERVICES: tuple[str, ...] = ("auth", "catalog", "cart", "orders", "payments", "notifications")
 STRIPE_API_KEY = "sk_test_local"
 STRIPE_WEBHOOK_ID = "ecom-stack"  # localstripe's name for our endpoint (any name does)
 STRIPE_WEBHOOK_PATH = "/api/payments/webhook"
@@ -377,7 +377,7 @@ class LocalStack:
             initdb += ["-E", "UTF8", *INITDB_LOCALE]
             run([("initdb", as_user + initdb, self._log("initdb"))], os.environ, timeout=120)
         argv = [_pg_bin("postgres"), "-D", str(data), "-h", HOST, "-p", str(self.ports.postgres)]
-        argv += ["-k", str(sock), "-c", "max_connections=200"]  # 5 pooled services + tests
+        argv += ["-k", str(sock), "-c", "max_connections=200"]  # 6 pooled services + tests
         return as_user + argv + (EPHEMERAL_PG if self.ephemeral else [])
 
     def _postgres_ready(self) -> bool:

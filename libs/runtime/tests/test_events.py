@@ -10,6 +10,7 @@ import pytest
 from ecom_runtime.db import Database, create_engine, service_metadata
 from ecom_runtime.events import (
     EventConsumer,
+    FailedEvent,
     OutboxRelay,
     add_event_tables,
     connect_jetstream,
@@ -156,6 +157,56 @@ async def test_consumer_loop_acks_and_survives_a_failing_handler(engine, jetstre
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert len(rows) == 1 and seen == ["retry", "retry"]
+
+
+async def test_the_last_failed_attempt_goes_to_the_dead_letter_keeper(engine, jetstream) -> None:
+    topic = subject()
+    attempts: list[int] = []
+    kept: list[FailedEvent] = []
+    was_kept = asyncio.Event()
+    keeper_down = True
+
+    async def broken(tx, event: events_pb2.UserRegistered) -> None:
+        attempts.append(len(attempts) + 1)
+        raise RuntimeError("SMTP down")
+
+    async def keep(failed: FailedEvent) -> None:
+        nonlocal keeper_down
+        if keeper_down:  # keeping fails once: the event must come back, not be dropped
+            keeper_down = False
+            raise RuntimeError("database down")
+        kept.append(failed)
+        was_kept.set()
+
+    durable = f"dead-{uuid.uuid4().hex[:8]}"
+    consumer = EventConsumer(
+        db=database(engine),
+        js=jetstream,
+        durable=durable,
+        subject=topic,
+        message_type=events_pb2.UserRegistered,
+        handler=broken,
+        max_deliver=2,
+        dead_letter=keep,
+    )
+    event_id = str(uuid.uuid4())
+    payload = events_pb2.UserRegistered(user_id="doomed").SerializeToString()
+    await jetstream.publish(topic, payload, headers={"Nats-Msg-Id": event_id})
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(15):
+            await was_kept.wait()
+            while True:  # acknowledged once kept
+                if not (await jetstream.consumer_info("ECOM", durable)).num_ack_pending:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    [failed] = kept
+    assert (failed.consumer, failed.subject, failed.event_id) == (durable, topic, event_id)
+    assert (failed.payload, failed.attempts, attempts) == (payload, 3, [1, 2, 3])
+    assert failed.error == "RuntimeError: SMTP down"
 
 
 async def test_prune_inbox_forgets_only_old_claims(engine) -> None:

@@ -149,3 +149,20 @@ async def test_bad_search_parameters_name_the_field(products, fields, field) -> 
 async def test_query_with_only_punctuation_finds_nothing_without_error(products) -> None:
     found = await search(products, "&|!():*")
     assert found.total_size >= 0 and uuid  # answered, no 500
+
+
+# One quarter, one half, modifier letters (turned comma, triangular colon, double prime,
+# circumflex, grave): unaccent spells them "1/4", "'", ":", '"', "^", "`".
+@pytest.mark.parametrize(
+    "q",
+    [
+        "\u00f2\u00fcj\u00bc q \U0002c41d",
+        "\u00bd",
+        "\u02bbokina",
+        "a\u02d0b",
+        "\u02bax\u02ba \u02c6 \u02cb",
+    ],
+)
+async def test_characters_unaccent_spells_with_punctuation_break_nothing(products, q) -> None:
+    found = await search(products, q)
+    assert found.total_size >= 0  # answered, no 500 from to_tsquery

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
 
 import aiosmtplib
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,13 +24,21 @@ class EmailSettings(BaseSettings):
 class EmailSender:
     def __init__(self, settings: EmailSettings) -> None:
         self._settings = settings
+        # Message-IDs in the sender's domain; make_msgid would otherwise ask DNS for ours.
+        self._domain = parseaddr(settings.email_from)[1].rpartition("@")[2] or "localhost"
 
-    async def send(self, to: str, subject: str, body: str) -> None:
+    async def send(self, to: str, subject: str, body: str, html: str | None = None) -> None:
+        """Sends plain text, with `html` as the alternative part when given. Header values
+        with line breaks are refused by the email package (no header injection)."""
         message = EmailMessage()
         message["From"] = self._settings.email_from
         message["To"] = to
         message["Subject"] = subject
+        message["Date"] = formatdate(localtime=False)
+        message["Message-ID"] = make_msgid(domain=self._domain)
         message.set_content(body)
+        if html is not None:
+            message.add_alternative(html, subtype="html")
         s = self._settings
         await aiosmtplib.send(
             message,

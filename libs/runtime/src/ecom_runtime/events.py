@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
@@ -144,6 +145,23 @@ class OutboxRelay:
 
 
 Handler = Callable[[UnitOfWork, E], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class FailedEvent:
+    """An event whose last allowed delivery failed too, as a dead-letter keeper gets it."""
+
+    consumer: str
+    subject: str
+    event_id: str
+    payload: bytes
+    headers: dict[str, str]
+    attempts: int
+    error: str
+
+
+DeadLetterKeeper = Callable[[FailedEvent], Awaitable[None]]
+
 # Claims older than this are forgotten: JetStream cannot redeliver an event older than the
 # stream's max_age (7 days), so remembering it longer protects nothing.
 INBOX_KEEP_SECONDS = 8 * 24 * 3600
@@ -174,6 +192,7 @@ class EventConsumer(Generic[E]):
         handler: Handler[E],
         max_deliver: int = 10,
         ack_wait_seconds: float = 30.0,
+        dead_letter: DeadLetterKeeper | None = None,
     ) -> None:
         self._db = db
         self._js = js
@@ -183,13 +202,17 @@ class EventConsumer(Generic[E]):
         self._handler = handler
         self._max_deliver = max_deliver
         self._ack_wait = ack_wait_seconds
+        self._dead_letter = dead_letter
 
     async def run(self) -> None:
+        # With a dead-letter keeper we count attempts ourselves and JetStream never gives up:
+        # an event it dropped after max_deliver would be lost if keeping it failed.
+        max_deliver = -1 if self._dead_letter else self._max_deliver
         subscription = await self._js.pull_subscribe(
             self.subject,
             durable=self.durable,
             stream=STREAM,
-            config=ConsumerConfig(max_deliver=self._max_deliver, ack_wait=self._ack_wait),
+            config=ConsumerConfig(max_deliver=max_deliver, ack_wait=self._ack_wait),
         )
         while True:
             try:
@@ -203,19 +226,50 @@ class EventConsumer(Generic[E]):
         try:
             await self.apply(message)
             await message.ack()
-        except Exception:
+        except Exception as error:
             attempt = message.metadata.num_delivered
             log.exception(
                 "event handler failed",
                 extra={"consumer": self.durable, "subject": message.subject, "attempt": attempt},
             )
+            if self._dead_letter is not None and attempt >= self._max_deliver:
+                if await self._keep_dead_letter(message, attempt, error):
+                    await message.ack()
+                    return
             await message.nak(delay=min(30.0, 0.5 * 2**attempt))
+
+    async def _keep_dead_letter(self, message: Any, attempt: int, error: Exception) -> bool:
+        assert self._dead_letter is not None
+        headers = dict(message.headers or {})
+        failed = FailedEvent(
+            consumer=self.durable,
+            subject=message.subject,
+            event_id=self._event_id(message),
+            payload=message.data,
+            headers=headers,
+            attempts=attempt,
+            error=f"{type(error).__name__}: {error}"[:1000],
+        )
+        try:
+            await self._dead_letter(failed)
+        except Exception:
+            log.exception("keeping a dead letter failed", extra={"consumer": self.durable})
+            return False
+        log.warning(
+            "event dead-lettered",
+            extra={"consumer": self.durable, "subject": message.subject, "attempt": attempt},
+        )
+        return True
+
+    @staticmethod
+    def _event_id(message: Any) -> str:
+        headers = message.headers or {}
+        return str(headers.get("Nats-Msg-Id") or f"seq:{message.metadata.sequence.stream}")
 
     async def apply(self, message: Any) -> bool:
         """Runs the handler unless this consumer already applied the event; True if it ran."""
-        headers = message.headers or {}
-        event_id = headers.get("Nats-Msg-Id") or f"seq:{message.metadata.sequence.stream}"
-        context = propagate.extract(headers)
+        event_id = self._event_id(message)
+        context = propagate.extract(message.headers or {})
         with tracer.start_as_current_span(f"consume {self.subject}", context=context):
             event = self._type.FromString(message.data)
             async with self._db.begin() as tx:

@@ -41,6 +41,7 @@ from ecom_runtime.config import ServiceSettings
 from ecom_runtime.db import Database, UnitOfWork
 from ecom_runtime.events import (
     STREAM,
+    DeadLetterKeeper,
     EventConsumer,
     OutboxRelay,
     connect_jetstream,
@@ -61,13 +62,18 @@ API_KEY_REVOKED = "ecom.auth.api_key_revoked"
 @dataclass(frozen=True)
 class Consumer:
     """A durable JetStream consumer applying each event of `subject` once, in one unit of work
-    with its inbox claim (`handler(tx, event)`); failures are redelivered with backoff."""
+    with its inbox claim (`handler(tx, event)`); failures are redelivered with backoff.
+
+    After `max_deliver` failed deliveries JetStream drops the event, unless `dead_letter` is
+    given: then the event is handed to it (to keep and replay later) and acknowledged.
+    """
 
     durable: str
     subject: str
     message_type: type[Message]
     handler: Callable[[UnitOfWork, Any], Awaitable[None]]
     max_deliver: int = 10
+    dead_letter: DeadLetterKeeper | None = None
 
 
 def every(seconds: float, job: Job) -> Job:
@@ -216,6 +222,7 @@ def _background(app: App) -> list[Job]:
                 message_type=spec.message_type,
                 handler=spec.handler,
                 max_deliver=spec.max_deliver,
+                dead_letter=spec.dead_letter,
             )
             loops.append(consumer.run())
         scheduled = list(app.jobs)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from ecom_runtime.config import ServiceSettings
-from ecom_runtime.email import EmailSettings
 
 
-class AuthSettings(ServiceSettings, EmailSettings):
+class AuthSettings(ServiceSettings):
     grpc_port: int = 50051
     # PEM of the Ed25519 signing key; or a file holding it, created on first start if missing.
     auth_jwt_private_key: str = ""
@@ -16,8 +15,6 @@ class AuthSettings(ServiceSettings, EmailSettings):
     auth_reset_token_ttl_seconds: int = 3600
     # bcrypt work factor: 10 costs ~50 ms a hash here. Tests lower it to 4.
     auth_bcrypt_cost: int = 10
-    # Where the reset email's link points; the token is appended.
-    auth_password_reset_url: str = "http://127.0.0.1:8080/reset-password?token="  # noqa: S105
     # When both are set, `serve` makes sure this admin account exists (first admin bootstrap).
     auth_admin_email: str = ""
     auth_admin_password: str = ""

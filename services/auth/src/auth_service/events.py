@@ -16,4 +16,4 @@ PUBLISHED = {
     events_pb2.ApiKeyRevoked: API_KEY_REVOKED,
 }
 
-# Consumed here: PASSWORD_RESET_REQUESTED, by the reset email sender (password_reset.py).
+# Nothing is consumed here: the notifications service mails resets (IssuePasswordResetToken).

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
 def _b64url(data: bytes) -> str:
@@ -49,6 +50,15 @@ def load_or_create_key(pem: str, path: str) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise SystemExit("AUTH_JWT_PRIVATE_KEY must be an Ed25519 private key (PEM, PKCS#8)")
     return key
+
+
+def derive_secret(key: Ed25519PrivateKey, purpose: str) -> bytes:
+    """A 256-bit secret for `purpose`, derived from the signing key (HKDF): one secret to
+    provision and rotate, and nothing derived from it reveals the key or another purpose's."""
+    raw = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return HKDF(hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(raw)
 
 
 @dataclass(frozen=True)

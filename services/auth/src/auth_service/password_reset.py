@@ -1,22 +1,28 @@
-"""Forgotten passwords: a request announces itself; the email sender makes a single-use token.
+"""Forgotten passwords: a request is recorded and announced; its token is derived, not kept.
 
-The plain token exists only in that email, never in a table or a stream: `request` publishes
-`PasswordResetRequested`, the consumer `send_email` makes the token, stores its hash and mails
-it; `reset` spends it, sets the password and ends every session of the user.
+`request` records the reset (its id is the PasswordResetRequested event's id; the hash of its
+token; its expiry) and publishes the event. The notifications service then asks `issue` for
+the token and mails it. The token is an HMAC of the request id under a key derived from the
+signing key, so `issue` gives the same token however often a retried email asks, while only
+its hash is ever stored. `reset` spends it, sets the password and ends every session of the
+user.
 """
 
 from __future__ import annotations
 
-import secrets
+import base64
+import hashlib
+import hmac
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from ecom_runtime.db import Database, UnitOfWork
-from ecom_runtime.email import EmailSender
-from ecom_runtime.errors import InvalidArgument
+from ecom_runtime.db import Database
+from ecom_runtime.errors import InvalidArgument, NotFound
 from ecom_runtime.validation import Violations
 from ecommerce.events.v1 import events_pb2
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Row, delete, func, insert, select, update
 
 from auth_service import errors
 from auth_service.config import AuthSettings
@@ -26,56 +32,69 @@ from auth_service.sessions import announce_access_change, end_all_sessions
 from auth_service.store import password_reset_tokens, users
 
 
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+    user: Row[Any]
+
+
 class PasswordResets:
     def __init__(
-        self, db: Database, settings: AuthSettings, hasher: PasswordHasher, mailer: EmailSender
+        self, db: Database, settings: AuthSettings, hasher: PasswordHasher, token_key: bytes
     ) -> None:
         self._db = db
         self._settings = settings
         self._hasher = hasher
-        self._mailer = mailer
+        self._token_key = token_key
+
+    def _token(self, request_id: uuid.UUID) -> str:
+        mac = hmac.new(self._token_key, request_id.bytes, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     async def request(self, email: str) -> None:
         """The caller gets the same answer whether or not the address has an account."""
         violations = Violations()
         email = check_email("email", email, violations)
         violations.raise_if_any()
+        ttl = timedelta(seconds=self._settings.auth_reset_token_ttl_seconds)
         async with self._db.begin() as tx:
             user = (await tx.conn.execute(select(users).where(users.c.email == email))).first()
-            if user is not None:
-                tx.add(
-                    events_pb2.PasswordResetRequested(
-                        user_id=str(user.id), email=user.email, name=user.name
+            if user is None:
+                return
+            event = events_pb2.PasswordResetRequested(
+                user_id=str(user.id), email=user.email, name=user.name
+            )
+            request_id = uuid.UUID(tx.add(event))
+            await tx.conn.execute(
+                insert(password_reset_tokens).values(
+                    id=request_id,
+                    user_id=user.id,
+                    token_hash=digest(self._token(request_id)),
+                    expires_at=datetime.now(UTC) + ttl,
+                )
+            )
+
+    async def issue(self, request_id: uuid.UUID) -> IssuedToken:
+        """The token of a live request (for its email), the same every time."""
+        token = self._token(request_id)
+        prt = password_reset_tokens
+        async with self._db.connect() as conn:
+            found = (
+                await conn.execute(
+                    select(prt.c.expires_at, users.c.id, users.c.email, users.c.name)
+                    .join(users, users.c.id == prt.c.user_id)
+                    .where(
+                        prt.c.id == request_id,
+                        prt.c.token_hash == digest(token),
+                        prt.c.used_at.is_(None),
+                        prt.c.expires_at > func.now(),
                     )
                 )
-
-    async def send_email(self, tx: UnitOfWork, event: events_pb2.PasswordResetRequested) -> None:
-        """Event handler: creates a single-use token, stores its hash, emails the token."""
-        user = (
-            await tx.conn.execute(select(users).where(users.c.id == uuid.UUID(event.user_id)))
-        ).first()
-        if user is None:
-            return  # deleted since
-        token = secrets.token_urlsafe(32)
-        ttl = timedelta(seconds=self._settings.auth_reset_token_ttl_seconds)
-        await tx.conn.execute(
-            insert(password_reset_tokens).values(
-                id=uuid.uuid4(),
-                user_id=user.id,
-                token_hash=digest(token),
-                expires_at=datetime.now(UTC) + ttl,
-            )
-        )
-        minutes = self._settings.auth_reset_token_ttl_seconds // 60
-        await self._mailer.send(
-            user.email,
-            "Reset your password",
-            f"Hello {user.name},\n\n"
-            f"Someone asked to reset the password of this account. To choose a new one, open\n"
-            f"{self._settings.auth_password_reset_url}{token}\n\n"
-            f"or use this reset token: {token}\n\n"
-            f"It works once, within {minutes} minutes. If it was not you, ignore this email.\n",
-        )
+            ).first()
+        if found is None:
+            raise NotFound("no live password reset request has this id")
+        return IssuedToken(token, found.expires_at, found)
 
     async def reset(self, token: str, new_password: str) -> None:
         violations = Violations()

@@ -8,15 +8,13 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ecom_runtime.auth import Authenticator, Principal, api_key_principal
 from ecom_runtime.db import Database
-from ecom_runtime.email import EmailSender
 from ecom_runtime.jobs import ScheduledJob
-from ecom_runtime.server import App, Consumer
-from ecommerce.events.v1 import events_pb2
+from ecom_runtime.server import App
 
 from auth_service.api_keys import ApiKeys
 from auth_service.config import AuthSettings
-from auth_service.events import PASSWORD_RESET_REQUESTED, PUBLISHED
-from auth_service.keys import TokenSigner, load_or_create_key
+from auth_service.events import PUBLISHED
+from auth_service.keys import TokenSigner, derive_secret, load_or_create_key
 from auth_service.password_reset import PasswordResets
 from auth_service.passwords import PasswordHasher
 from auth_service.servicer import AuthInternalServicer, AuthServicer, UserServicer
@@ -44,7 +42,9 @@ def build_parts(settings: AuthSettings, signer: TokenSigner, *, pool_size: int =
     return Parts(
         db=db,
         sessions=Sessions(db, settings, signer, hasher),
-        resets=PasswordResets(db, settings, hasher, EmailSender(settings)),
+        resets=PasswordResets(
+            db, settings, hasher, derive_secret(signer.key, "password-reset-tokens")
+        ),
         users=Users(db, hasher),
         api_keys=ApiKeys(db),
     )
@@ -97,15 +97,7 @@ def build_app(settings: AuthSettings | None = None) -> App:
         servicers=[
             AuthServicer(parts.sessions, parts.resets, parts.users, parts.api_keys, signer),
             UserServicer(parts.users),
-            AuthInternalServicer(parts.api_keys),
-        ],
-        consumers=[
-            Consumer(
-                "auth-password-reset-email",
-                PASSWORD_RESET_REQUESTED,
-                events_pb2.PasswordResetRequested,
-                parts.resets.send_email,
-            )
+            AuthInternalServicer(parts.api_keys, parts.resets, parts.users),
         ],
         jobs=[ScheduledJob("purge-expired", 3600, purge_expired)],
         startup=[bootstrap_admin],

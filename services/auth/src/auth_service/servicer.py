@@ -33,6 +33,10 @@ def user_message(row: Row[Any]) -> auth_pb2.User:
     return user
 
 
+def contact_message(row: Row[Any]) -> auth_pb2.UserContact:
+    return auth_pb2.UserContact(user_id=str(row.id), email=row.email, name=row.name)
+
+
 def api_key_message(row: Row[Any]) -> auth_pb2.ApiKey:
     key = auth_pb2.ApiKey(id=str(row.id), name=row.name, prefix=row.prefix)
     key.created_at.FromDatetime(row.created_at)
@@ -170,8 +174,10 @@ class UserServicer(auth_pb2_grpc.UserServiceServicer):
 
 
 class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
-    def __init__(self, api_keys: ApiKeys) -> None:
+    def __init__(self, api_keys: ApiKeys, resets: PasswordResets, users: Users) -> None:
         self._api_keys = api_keys
+        self._resets = resets
+        self._users = users
 
     async def AuthenticateApiKey(
         self, request: auth_pb2.AuthenticateApiKeyRequest, context: Context
@@ -180,3 +186,24 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
         if row is None:
             raise Unauthenticated("API key invalid or revoked")
         return auth_pb2.AuthenticateApiKeyResponse(api_key_id=str(row.id), name=row.name)
+
+    async def IssuePasswordResetToken(
+        self, request: auth_pb2.IssuePasswordResetTokenRequest, context: Context
+    ) -> Any:
+        issued = await self._resets.issue(parse_uuid("request_id", request.request_id))
+        reply = auth_pb2.IssuePasswordResetTokenResponse(
+            token=issued.token, user=contact_message(issued.user)
+        )
+        reply.expires_at.FromDatetime(issued.expires_at)
+        return reply
+
+    async def GetUserContact(
+        self, request: auth_pb2.GetUserContactRequest, context: Context
+    ) -> Any:
+        return contact_message(await self._users.get(parse_uuid("user_id", request.user_id)))
+
+    async def ListAdminContacts(
+        self, request: auth_pb2.ListAdminContactsRequest, context: Context
+    ) -> Any:
+        admins = await self._users.admins()
+        return auth_pb2.ListAdminContactsResponse(admins=[contact_message(a) for a in admins])

@@ -38,6 +38,11 @@ class Users:
             raise NotFound("user not found")
         return user
 
+    async def admins(self) -> list[Row[Any]]:
+        async with self._db.connect() as conn:
+            query = select(users).where(users.c.role == ROLE_ADMIN).order_by(users.c.email)
+            return list((await conn.execute(query)).all())
+
     async def list(self, size: int, token: str) -> Page:
         limit = page_size(size)
         after = decode_created_keyset(token)

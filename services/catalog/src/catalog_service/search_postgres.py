@@ -2,14 +2,15 @@
 
 Every word must match the weighted `search_document` (name and SKU above description) as a
 prefix, so "lapt" finds "laptop"; when no product matches so, words within trigram distance of
-a name match too, so "labtop" still finds it. Only word characters reach to_tsquery, so
-punctuation cannot break a query. Accents and case never matter. Paging is keyset on the
-sort key plus id: stable while products are added.
+a name match too, so "labtop" still finds it. Only letters and digits reach to_tsquery, so
+punctuation cannot break a query (`search_words`). Accents and case never matter. Paging is
+keyset on the sort key plus id: stable while products are added.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,18 @@ from catalog_service.search import PRICE_BAND_EDGES, ProductQuery, SearchHits
 from catalog_service.store import PRODUCT_COLUMNS, products
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def search_words(text: str) -> list[str]:
+    """The words of a search, lower-cased. Characters that unaccent would spell with
+    punctuation, which breaks to_tsquery, are taken apart first: compatibility forms by NFKC
+    (U+00BC one quarter becomes 1, a fraction slash, 4) and modifier letters are dropped
+    (unaccent makes U+02BC a quote, U+02D0 a colon)."""
+    normalized = unicodedata.normalize("NFKC", text).lower()
+    plain = "".join(" " if unicodedata.category(c) == "Lm" else c for c in normalized)
+    return _WORD.findall(plain)
+
+
 _folded_name = func.catalog.unaccent_immutable(func.lower(products.c.name))
 
 
@@ -131,7 +144,7 @@ class PostgresSearch:
         precise one found nothing; a page token remembers which pass produced it.
         """
         position = decode_token(query.page_token, keys=("s", "k", "f"))
-        if query.text and not _WORD.search(query.text):
+        if query.text and not search_words(query.text):
             # Nothing searchable (punctuation only): no hits, but the facets' shape.
             return SearchHits([], 0, "", {}, [0] * len(PRICE_BAND_EDGES))
         fuzzy = bool(position and position["f"])
@@ -145,7 +158,7 @@ class PostgresSearch:
     ) -> SearchHits:
         filters = self._filters(query)
         rank: ColumnElement[Any] | None = None
-        words = _WORD.findall(query.text.lower())
+        words = search_words(query.text)
         if words:
             tsquery = func.to_tsquery(
                 "simple", func.catalog.unaccent_immutable(" & ".join(f"{w}:*" for w in words))

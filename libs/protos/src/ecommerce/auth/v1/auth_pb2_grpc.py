@@ -767,6 +767,21 @@ class AuthInternalServiceStub:
                 request_serializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.AuthenticateApiKeyRequest.SerializeToString,
                 response_deserializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.AuthenticateApiKeyResponse.FromString,
                 _registered_method=True)
+        self.IssuePasswordResetToken = channel.unary_unary(
+                '/ecommerce.auth.v1.AuthInternalService/IssuePasswordResetToken',
+                request_serializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.IssuePasswordResetTokenRequest.SerializeToString,
+                response_deserializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.IssuePasswordResetTokenResponse.FromString,
+                _registered_method=True)
+        self.GetUserContact = channel.unary_unary(
+                '/ecommerce.auth.v1.AuthInternalService/GetUserContact',
+                request_serializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.GetUserContactRequest.SerializeToString,
+                response_deserializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.UserContact.FromString,
+                _registered_method=True)
+        self.ListAdminContacts = channel.unary_unary(
+                '/ecommerce.auth.v1.AuthInternalService/ListAdminContacts',
+                request_serializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.ListAdminContactsRequest.SerializeToString,
+                response_deserializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.ListAdminContactsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthInternalServiceServicer:
@@ -781,6 +796,31 @@ class AuthInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssuePasswordResetToken(self, request, context):
+        """The single-use token of a password reset request, for the notifications service to email.
+        The request is the PasswordResetRequested event; the token is derived from its id with a
+        key only auth holds and just its hash is stored, so asking again for the same request
+        gives the same token (a retried email still works) and the plain token is never at rest.
+        NOT_FOUND when the request is unknown, used, expired or its account deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUserContact(self, request, context):
+        """Where to write to a user, as the account is now. NOT_FOUND when the account is gone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAdminContacts(self, request, context):
+        """Every admin's contact, for operational alerts (low stock).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -788,6 +828,21 @@ def add_AuthInternalServiceServicer_to_server(servicer, server):
                     servicer.AuthenticateApiKey,
                     request_deserializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.AuthenticateApiKeyRequest.FromString,
                     response_serializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.AuthenticateApiKeyResponse.SerializeToString,
+            ),
+            'IssuePasswordResetToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssuePasswordResetToken,
+                    request_deserializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.IssuePasswordResetTokenRequest.FromString,
+                    response_serializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.IssuePasswordResetTokenResponse.SerializeToString,
+            ),
+            'GetUserContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUserContact,
+                    request_deserializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.GetUserContactRequest.FromString,
+                    response_serializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.UserContact.SerializeToString,
+            ),
+            'ListAdminContacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAdminContacts,
+                    request_deserializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.ListAdminContactsRequest.FromString,
+                    response_serializer=ecommerce_dot_auth_dot_v1_dot_auth__pb2.ListAdminContactsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -819,6 +874,87 @@ class AuthInternalService:
             '/ecommerce.auth.v1.AuthInternalService/AuthenticateApiKey',
             ecommerce_dot_auth_dot_v1_dot_auth__pb2.AuthenticateApiKeyRequest.SerializeToString,
             ecommerce_dot_auth_dot_v1_dot_auth__pb2.AuthenticateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssuePasswordResetToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecommerce.auth.v1.AuthInternalService/IssuePasswordResetToken',
+            ecommerce_dot_auth_dot_v1_dot_auth__pb2.IssuePasswordResetTokenRequest.SerializeToString,
+            ecommerce_dot_auth_dot_v1_dot_auth__pb2.IssuePasswordResetTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUserContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecommerce.auth.v1.AuthInternalService/GetUserContact',
+            ecommerce_dot_auth_dot_v1_dot_auth__pb2.GetUserContactRequest.SerializeToString,
+            ecommerce_dot_auth_dot_v1_dot_auth__pb2.UserContact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAdminContacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ecommerce.auth.v1.AuthInternalService/ListAdminContacts',
+            ecommerce_dot_auth_dot_v1_dot_auth__pb2.ListAdminContactsRequest.SerializeToString,
+            ecommerce_dot_auth_dot_v1_dot_auth__pb2.ListAdminContactsResponse.FromString,
             options,
             channel_credentials,
             insecure,

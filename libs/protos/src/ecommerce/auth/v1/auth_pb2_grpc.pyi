@@ -261,6 +261,17 @@ class AuthInternalServiceStub:
     def __new__(cls, channel: _aio.Channel) -> AuthInternalServiceAsyncStub: ...
     AuthenticateApiKey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateApiKeyRequest, _auth_pb2.AuthenticateApiKeyResponse]
     """Resolves an `X-API-Key` value to its key id, for other services' auth interceptors."""
+    IssuePasswordResetToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.IssuePasswordResetTokenRequest, _auth_pb2.IssuePasswordResetTokenResponse]
+    """The single-use token of a password reset request, for the notifications service to email.
+    The request is the PasswordResetRequested event; the token is derived from its id with a
+    key only auth holds and just its hash is stored, so asking again for the same request
+    gives the same token (a retried email still works) and the plain token is never at rest.
+    NOT_FOUND when the request is unknown, used, expired or its account deleted.
+    """
+    GetUserContact: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUserContactRequest, _auth_pb2.UserContact]
+    """Where to write to a user, as the account is now. NOT_FOUND when the account is gone."""
+    ListAdminContacts: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListAdminContactsRequest, _auth_pb2.ListAdminContactsResponse]
+    """Every admin's contact, for operational alerts (low stock)."""
 
 @_typing.type_check_only
 class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
@@ -271,6 +282,17 @@ class AuthInternalServiceAsyncStub(AuthInternalServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     AuthenticateApiKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateApiKeyRequest, _auth_pb2.AuthenticateApiKeyResponse]  # type: ignore[assignment]
     """Resolves an `X-API-Key` value to its key id, for other services' auth interceptors."""
+    IssuePasswordResetToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.IssuePasswordResetTokenRequest, _auth_pb2.IssuePasswordResetTokenResponse]  # type: ignore[assignment]
+    """The single-use token of a password reset request, for the notifications service to email.
+    The request is the PasswordResetRequested event; the token is derived from its id with a
+    key only auth holds and just its hash is stored, so asking again for the same request
+    gives the same token (a retried email still works) and the plain token is never at rest.
+    NOT_FOUND when the request is unknown, used, expired or its account deleted.
+    """
+    GetUserContact: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUserContactRequest, _auth_pb2.UserContact]  # type: ignore[assignment]
+    """Where to write to a user, as the account is now. NOT_FOUND when the account is gone."""
+    ListAdminContacts: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListAdminContactsRequest, _auth_pb2.ListAdminContactsResponse]  # type: ignore[assignment]
+    """Every admin's contact, for operational alerts (low stock)."""
 
 class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
     """Service-to-service only; not routed at the edge, and every call must carry a service
@@ -284,5 +306,34 @@ class AuthInternalServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.AuthenticateApiKeyResponse, _abc.Awaitable[_auth_pb2.AuthenticateApiKeyResponse]]:
         """Resolves an `X-API-Key` value to its key id, for other services' auth interceptors."""
+
+    @_abc_1.abstractmethod
+    def IssuePasswordResetToken(
+        self,
+        request: _auth_pb2.IssuePasswordResetTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.IssuePasswordResetTokenResponse, _abc.Awaitable[_auth_pb2.IssuePasswordResetTokenResponse]]:
+        """The single-use token of a password reset request, for the notifications service to email.
+        The request is the PasswordResetRequested event; the token is derived from its id with a
+        key only auth holds and just its hash is stored, so asking again for the same request
+        gives the same token (a retried email still works) and the plain token is never at rest.
+        NOT_FOUND when the request is unknown, used, expired or its account deleted.
+        """
+
+    @_abc_1.abstractmethod
+    def GetUserContact(
+        self,
+        request: _auth_pb2.GetUserContactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.UserContact, _abc.Awaitable[_auth_pb2.UserContact]]:
+        """Where to write to a user, as the account is now. NOT_FOUND when the account is gone."""
+
+    @_abc_1.abstractmethod
+    def ListAdminContacts(
+        self,
+        request: _auth_pb2.ListAdminContactsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListAdminContactsResponse, _abc.Awaitable[_auth_pb2.ListAdminContactsResponse]]:
+        """Every admin's contact, for operational alerts (low stock)."""
 
 def add_AuthInternalServiceServicer_to_server(servicer: AuthInternalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

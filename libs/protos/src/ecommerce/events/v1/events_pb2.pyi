@@ -91,9 +91,10 @@ Global___UserRegistered: _TypeAlias = UserRegistered  # noqa: Y015
 @_typing.final
 class PasswordResetRequested(_message.Message):
     """Subject `ecom.auth.password_reset_requested`. Published only when the email belongs to an
-    account (ForgotPassword answers alike either way). It carries no secret: auth's own email
-    sender consumes it, makes the single-use token, stores its hash and mails the plain token,
-    so the token is never at rest in a table or a stream.
+    account (ForgotPassword answers alike either way). It carries no secret: the notifications
+    service consumes it, gets the single-use token for this request (event_id) from
+    AuthInternalService.IssuePasswordResetToken and mails it, so the token is never at rest in
+    a table or a stream.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -654,3 +655,49 @@ class RefundSucceeded(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RefundSucceeded: _TypeAlias = RefundSucceeded  # noqa: Y015
+
+@_typing.final
+class NotificationDeadLettered(_message.Message):
+    """Subject `ecom.notifications.dead_lettered`. An event's notification still failed on its
+    last attempt (NOTIFICATIONS_MAX_ATTEMPTS); it is kept as a dead letter until an admin
+    replays it (POST /api/admin/notifications/dead-letters/{id}/replay).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    DEAD_LETTER_ID_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    FAILED_EVENT_ID_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    dead_letter_id: _builtins.str
+    job: _builtins.str
+    """The consumer that gave up, e.g. "notifications-order-paid"."""
+    subject: _builtins.str
+    """The subject and id of the event that could not be handled."""
+    failed_event_id: _builtins.str
+    error: _builtins.str
+    """The last failure, e.g. "SMTPConnectError: ..."."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        dead_letter_id: _builtins.str = ...,
+        job: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        failed_event_id: _builtins.str = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dead_letter_id", b"dead_letter_id", "error", b"error", "event_id", b"event_id", "failed_event_id", b"failed_event_id", "job", b"job", "occurred_at", b"occurred_at", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationDeadLettered: _TypeAlias = NotificationDeadLettered  # noqa: Y015
