@@ -286,6 +286,9 @@ async def test_the_jobs_view_lists_every_durable_consumer_for_admins_only(api, a
     jobs = {job["name"]: job for job in response.json()["jobs"]}
     assert {"notifications-order-paid", "cart-order-paid", "orders-payment-failed"} <= set(jobs)
     assert jobs["cart-order-paid"]["subject"] == "ecom.orders.order_paid"
+    # Scheduled jobs (run by JetStream) are there too.
+    assert jobs["payments-job-reconcile"]["subject"] == "jobs.run.payments.reconcile"
+    assert "cart-job-purge-guest-carts" in jobs
     assert set(jobs["cart-order-paid"]) >= {
         "pending",
         "ack_pending",

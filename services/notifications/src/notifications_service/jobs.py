@@ -1,6 +1,6 @@
-"""The jobs view: every durable consumer of the event stream, as JetStream reports it, with the
-dead letters kept here. Ephemeral consumers (a service catching up on revocations at start-up)
-are not jobs and are left out."""
+"""The jobs view: every durable consumer of the event stream and of the scheduled jobs' stream
+(ecom_runtime.jobs), as JetStream reports them, with the dead letters kept here. Ephemeral
+consumers (a service catching up on revocations at start-up) are not jobs and are left out."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ecom_runtime import jobs
 from ecom_runtime.errors import Unavailable
 from ecom_runtime.events import STREAM, connect_jetstream
 from nats.errors import Error as NatsError
+from nats.js.errors import NotFoundError
 
 from notifications_service.dead_letters import DeadLetters
 
@@ -62,7 +64,12 @@ class Jobs:
         async with self._connecting:  # one connection, made on first use inside the loop
             if self._js is None:
                 self._nc, self._js = await connect_jetstream(self._url)
-        return list(await self._js.consumers_info(STREAM))
+        found = list(await self._js.consumers_info(STREAM))
+        try:
+            found += await self._js.consumers_info(jobs.STREAM)
+        except NotFoundError:  # no service with scheduled jobs has started yet
+            pass
+        return found
 
     async def close(self) -> None:
         if self._nc is not None:

@@ -33,9 +33,11 @@ class Job(_message.Message):
     DEAD_LETTERED_FIELD_NUMBER: _builtins.int
     LAST_DELIVERED_AT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The consumer's name, `<service>-<what>`, e.g. "notifications-order-paid"."""
+    """The consumer's name, `<service>-<what>`, e.g. "notifications-order-paid", or
+    `<service>-job-<job>` for a scheduled job, e.g. "payments-job-reconcile".
+    """
     subject: _builtins.str
-    """The subject it consumes, e.g. "ecom.orders.order_paid"."""
+    """The subject it consumes, e.g. "ecom.orders.order_paid" or "jobs.run.payments.reconcile"."""
     pending: _builtins.int
     """Events in the stream not delivered to it yet."""
     ack_pending: _builtins.int
