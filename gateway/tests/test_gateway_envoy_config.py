@@ -77,7 +77,9 @@ def test_every_public_service_is_routed_to_its_cluster_and_the_rest_is_404() -> 
     by_prefix = {r["match"]["prefix"]: r for r in routes(config)}
     for service in PUBLIC:
         route = by_prefix[f"/{service.name}/"]
-        assert route["match"]["grpc"] == {}
+        assert route["match"]["headers"] == [  # gRPC and gRPC-Web
+            {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
+        ]
         assert route["route"] == {"cluster": service.cluster, "timeout": "15s"}
     assert routes(config)[-1] == {"match": {"prefix": "/"}, "direct_response": {"status": 404}}
 
@@ -144,7 +146,7 @@ def test_listener_admin_and_body_limit() -> None:
     }
     assert http_filter(config, "buffer")["max_request_bytes"] == 1024 * 1024
     names = [f["name"].rsplit(".", 1)[-1] for f in hcm(config)["http_filters"]]
-    assert names == ["lua", "health_check", "buffer", "grpc_json_transcoder", "router"]
+    assert names == ["grpc_web", "lua", "health_check", "buffer", "grpc_json_transcoder", "router"]
 
 
 def test_local_replies_get_the_api_error_shape() -> None:

@@ -122,6 +122,7 @@ def render_config(
         "merge_slashes": True,
         "route_config": _route_config(routed),
         "http_filters": [
+            _grpc_web_filter(),
             _grpc_safe_headers_filter(),
             _health_check_filter(services),
             {
@@ -229,11 +230,14 @@ def _cluster(name: str, host: str, port: int) -> Json:
 
 def _route_config(routed: Iterable[PublicService]) -> Json:
     # After transcoding the path is /<package>.<Service>/<Method>. Matching whole service
-    # names (not the package prefix) keeps *InternalService unreachable; `grpc: {}` requires a
-    # gRPC content type, so plain JSON POSTed to a gRPC path is not forwarded as-is.
+    # names (not the package prefix) keeps *InternalService unreachable. A gRPC or gRPC-Web
+    # content type is required, so plain JSON POSTed to a gRPC path is not forwarded as-is; not
+    # `grpc: {}` (gRPC only): the route is chosen before the grpc_web filter turns gRPC-Web
+    # into gRPC, and that filter does not have it chosen again.
+    grpc_content_type = {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
     routes: list[Json] = [
         {
-            "match": {"prefix": f"/{service.name}/", "grpc": {}},
+            "match": {"prefix": f"/{service.name}/", "headers": [grpc_content_type]},
             "route": {"cluster": service.cluster, "timeout": ROUTE_TIMEOUT},
         }
         for service in routed
@@ -256,6 +260,17 @@ def _health_check_filter(services: Iterable[str]) -> Json:
             # 200 only when every host of every service cluster passes its gRPC health check.
             "cluster_min_healthy_percentages": {name: {"value": 100.0} for name in services},
         },
+    }
+
+
+def _grpc_web_filter() -> Json:
+    # gRPC-Web (browsers, the generated TypeScript client: docs/clients.md) becomes plain gRPC
+    # here, so it is routed, and *InternalService refused, as native gRPC is; the transcoder
+    # passes it through. First in the chain, so that replies of the other filters (413, ...)
+    # reach a gRPC-Web client as gRPC-Web.
+    return {
+        "name": "envoy.filters.http.grpc_web",
+        "typed_config": {"@type": _type("filters.http.grpc_web.v3.GrpcWeb")},
     }
 
 
