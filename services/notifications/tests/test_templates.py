@@ -32,6 +32,18 @@ EVERY_EMAIL = {
         "currency": "USD",
         "failure_message": HOSTILE,
     },
+    "daily_sales_report": {
+        "day": "2003-01-02",
+        "revenue_cents": 123456,
+        "currency": "USD",
+        "order_count": 3,
+        "average_cents": 41152,
+        "orders_by_status": [events_pb2.DailySalesReport.StatusCount(status="PAID", count=3)],
+        "top_products": [
+            events_pb2.DailySalesReport.ProductSales(name=HOSTILE, quantity=2, revenue_cents=500)
+        ],
+        "csv_location": "s3://reports/reports/sales/2003-01-02.csv",
+    },
     "stock_low": {
         "product_id": "p1",
         "product_name": HOSTILE,

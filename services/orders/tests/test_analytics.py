@@ -9,12 +9,10 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-import psycopg
 import pytest
 from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
 from ecommerce.orders.v1 import orders_pb2 as pb
@@ -24,8 +22,6 @@ from conftest import rpc_error, unique_email, violations
 
 YEARS = itertools.count(2001)
 DAY, MICRO = timedelta(days=1), timedelta(microseconds=1)
-Line = tuple[uuid.UUID, str, int, int]  # product id, name, quantity, unit price in cents
-AddOrder = Callable[..., uuid.UUID]
 
 
 @pytest.fixture
@@ -50,38 +46,6 @@ def span(start: datetime, end: datetime) -> dict[str, Timestamp]:
 
 def rfc3339(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@pytest.fixture
-def add_order(stack) -> AddOrder:
-    """Inserts an order created `at` (total: its lines' sum, or `total_cents` without lines)."""
-
-    def add(
-        at: datetime, status: str = "PAID", total_cents: int = 1000, lines: Sequence[Line] = ()
-    ) -> uuid.UUID:
-        order_id = uuid.uuid4()
-        total = sum(quantity * price for _, _, quantity, price in lines) if lines else total_cents
-        with psycopg.connect(stack.postgres_dsn) as conn:
-            conn.execute(
-                "insert into orders.orders (id, number, user_id, status, currency,"
-                " subtotal_cents, tax_cents, shipping_cents, total_cents, shipping_address,"
-                " expires_at, created_at, updated_at)"
-                " values (%s, %s, %s, %s, 'USD', %s, 0, 0, %s, '{}', %s, %s, %s)",
-                (
-                    *(order_id, f"T-{order_id.hex[:12]}", uuid.uuid4(), status, total, total),
-                    *(at + timedelta(minutes=15), at, at),
-                ),
-            )
-            for position, (product_id, name, quantity, price) in enumerate(lines, 1):
-                conn.execute(
-                    "insert into orders.order_items (order_id, position, product_id, name,"
-                    " unit_price_cents, quantity, line_total_cents)"
-                    " values (%s, %s, %s, %s, %s, %s, %s)",
-                    (order_id, position, product_id, name, price, quantity, quantity * price),
-                )
-        return order_id
-
-    return add
 
 
 def buckets(reply: pb.GetSalesReportResponse) -> list[tuple[datetime, int, int]]:

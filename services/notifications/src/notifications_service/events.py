@@ -11,6 +11,7 @@ STOCK_LOW = "ecom.catalog.stock_low"
 ORDER_CREATED = "ecom.orders.order_created"  # only to learn who placed the order
 ORDER_PAID = "ecom.orders.order_paid"
 ORDER_CANCELLED = "ecom.orders.order_cancelled"
+DAILY_SALES_REPORT = "ecom.orders.daily_sales_report"
 PAYMENT_FAILED = "ecom.payments.payment_failed"
 REFUND_SUCCEEDED = "ecom.payments.refund_succeeded"
 

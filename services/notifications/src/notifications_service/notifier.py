@@ -162,3 +162,19 @@ class Notifier:
                 on_hand=event.on_hand,
                 threshold=event.low_stock_threshold,
             )
+
+    async def daily_sales_report(self, tx: UnitOfWork, event: events_pb2.DailySalesReport) -> None:
+        for admin in await self._accounts.admins():
+            await self._send(
+                event.event_id,
+                "daily_sales_report",
+                admin,
+                day=event.day,
+                revenue_cents=event.revenue_cents,
+                currency=event.currency,
+                order_count=event.order_count,
+                average_cents=event.average_order_value_cents,
+                orders_by_status=list(event.orders_by_status),
+                top_products=list(event.top_products),
+                csv_location=f"s3://{event.csv_bucket}/{event.csv_key}",
+            )

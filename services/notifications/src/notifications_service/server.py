@@ -82,6 +82,12 @@ def build_app(settings: NotificationsSettings | None = None) -> App:
             notifier.refund_succeeded,
         ),
         job("stock-low", events.STOCK_LOW, events_pb2.StockLow, notifier.stock_low),
+        job(
+            "daily-sales-report",
+            events.DAILY_SALES_REPORT,
+            events_pb2.DailySalesReport,
+            notifier.daily_sales_report,
+        ),
     ]
     return App(
         name="notifications",

@@ -160,9 +160,10 @@ async def sales_by_bucket(
     return {start.replace(tzinfo=UTC): (int(revenue), count) for start, revenue, count in rows}
 
 
-async def top_products(db: Database, span: Span, limit: int) -> list[ProductSales]:
+async def top_products(db: Database, span: Span, limit: int | None) -> list[ProductSales]:
     """Most revenue first, ties by quantity then product id; each product named as on its most
-    recent counted line (latest order, then the later line of that order).
+    recent counted line (latest order, then the later line of that order). `limit` None: every
+    product sold in the range (the daily report's CSV).
 
     The name is looked up for the top `limit` only, by the time of the product's latest order
     (index probes): ordering every line of the range for it would cost a sort of them all.
@@ -210,6 +211,29 @@ async def orders_by_status(db: Database, span: Span) -> dict[str, tuple[int, int
     async with db.connect() as conn:
         rows = (await conn.execute(query)).all()
     return {status: (count, int(total)) for status, count, total in rows}
+
+
+@dataclass(frozen=True)
+class SalesTotals:
+    revenue_cents: int
+    order_count: int  # the orders counted in revenue
+    by_status: dict[str, int]  # every order created in the range
+
+    @property
+    def average_order_value_cents(self) -> int:
+        return average_cents(self.revenue_cents, self.order_count)
+
+
+async def sales_totals(db: Database, span: Span) -> SalesTotals:
+    """Revenue and its orders, and every order by status, of the orders created in the range:
+    one query, shared by the summary and the daily report."""
+    counts = await orders_by_status(db, span)
+    counted = [counts[s] for s in REVENUE_STATUSES if s in counts]
+    return SalesTotals(
+        revenue_cents=sum(total for _, total in counted),
+        order_count=sum(n for n, _ in counted),
+        by_status={status: n for status, (n, _) in counts.items()},
+    )
 
 
 async def registrations_in(db: Database, span: Span) -> int:
@@ -317,21 +341,21 @@ class AnalyticsServicer(orders_pb2_grpc.AnalyticsServiceServicer):
         assert span is not None
         # The catalog is asked while the database counts (gather, not a TaskGroup: the
         # catalog's error must reach the interceptor as itself, not in an ExceptionGroup).
-        counts, new_users, low_stock = await asyncio.gather(
-            orders_by_status(self._db, span),
+        totals, new_users, low_stock = await asyncio.gather(
+            sales_totals(self._db, span),
             registrations_in(self._db, span),
             self._catalog.count_low_stock(),
         )
-        counted = [counts[s] for s in REVENUE_STATUSES if s in counts]
-        revenue = sum(total for _, total in counted)
         return orders_pb2.GetSalesSummaryResponse(
-            revenue_cents=revenue,
+            revenue_cents=totals.revenue_cents,
             currency=self._currency,
             orders_by_status=[
                 orders_pb2.OrderStatusCount(status=status, count=count)
-                for status, count in sorted((_status_enum(s), n) for s, (n, _) in counts.items())
+                for status, count in sorted(
+                    (_status_enum(s), n) for s, n in totals.by_status.items()
+                )
             ],
-            average_order_value_cents=average_cents(revenue, sum(n for n, _ in counted)),
+            average_order_value_cents=totals.average_order_value_cents,
             new_user_count=new_users,
             low_stock_count=low_stock,
         )

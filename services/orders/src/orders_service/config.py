@@ -38,3 +38,8 @@ class OrdersSettings(ServiceSettings):
     orders_free_shipping_from_cents: int = 5000
     # The store's currency: what analytics report revenue in.
     orders_currency: str = "USD"
+    # The daily sales report's CSVs go to this bucket (created when missing, as on the local
+    # stack); S3 as for the catalog's images, credentials from the standard AWS_* variables.
+    orders_reports_bucket: str = "reports"
+    s3_endpoint_url: str = ""  # empty: AWS itself
+    s3_region: str = "us-east-1"

@@ -13,6 +13,7 @@ from orders_service.analytics import AnalyticsServicer, record_registration
 from orders_service.config import OrdersSettings
 from orders_service.lifecycle import Lifecycle
 from orders_service.partners import Carts, Catalog, Payments
+from orders_service.reports import DailySalesReport
 from orders_service.servicer import OrderServicer
 from orders_service.store import inbox, outbox
 from orders_service.workflows.checkout import CheckoutSaga
@@ -36,6 +37,7 @@ def build_app(settings: OrdersSettings | None = None) -> App:
     catalog, payments = Catalog(clients["catalog"]), Payments(clients["payments"])
     checkout = CheckoutSaga(db, catalog, Carts(clients["cart"]), payments, settings)
     lifecycle = Lifecycle(db, catalog, payments)
+    report = DailySalesReport(db, settings)
 
     async def prune_idempotency_keys() -> None:
         await idempotency.prune(db)
@@ -78,7 +80,12 @@ def build_app(settings: OrdersSettings | None = None) -> App:
             every(settings.orders_expiry_sweep_seconds, lifecycle.expire_unpaid),
             every(settings.orders_checkout_recovery_seconds, checkout.recover),
         ],
-        jobs=[ScheduledJob("prune-idempotency-keys", 3600, prune_idempotency_keys)],
+        jobs=[
+            ScheduledJob("prune-idempotency-keys", 3600, prune_idempotency_keys),
+            # Yesterday's (UTC) report every 24 h, counted from when the schedule was last
+            # published (each start of an orders process), not at a time of day.
+            ScheduledJob("daily-sales-report", 24 * 3600, report.run),
+        ],
         # Checkouts a crashed process left are undone before this one serves.
         startup=[checkout.recover],
         closing=[client.close for client in clients.values()],

@@ -523,6 +523,121 @@ class OrderCancelled(_message.Message):
 Global___OrderCancelled: _TypeAlias = OrderCancelled  # noqa: Y015
 
 @_typing.final
+class DailySalesReport(_message.Message):
+    """Subject `ecom.orders.daily_sales_report`. Orders' `daily-sales-report` job computed one UTC
+    day's sales (orders created that day) and wrote the day's CSV (one row per product sold:
+    product_id, name, quantity, revenue_cents) to S3. A re-run for the same day overwrites the
+    CSV and publishes a new event (a new event_id).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class StatusCount(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        STATUS_FIELD_NUMBER: _builtins.int
+        COUNT_FIELD_NUMBER: _builtins.int
+        status: _builtins.str
+        """As ecommerce.orders.v1.OrderStatus without the ORDER_STATUS_ prefix, e.g. "PAID"."""
+        count: _builtins.int
+        def __init__(
+            self,
+            *,
+            status: _builtins.str = ...,
+            count: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "status", b"status"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ProductSales(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        PRODUCT_ID_FIELD_NUMBER: _builtins.int
+        NAME_FIELD_NUMBER: _builtins.int
+        QUANTITY_FIELD_NUMBER: _builtins.int
+        REVENUE_CENTS_FIELD_NUMBER: _builtins.int
+        product_id: _builtins.str
+        name: _builtins.str
+        """The name on the product's most recent order line."""
+        quantity: _builtins.int
+        revenue_cents: _builtins.int
+        def __init__(
+            self,
+            *,
+            product_id: _builtins.str = ...,
+            name: _builtins.str = ...,
+            quantity: _builtins.int = ...,
+            revenue_cents: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "product_id", b"product_id", "quantity", b"quantity", "revenue_cents", b"revenue_cents"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    REVENUE_CENTS_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    ORDER_COUNT_FIELD_NUMBER: _builtins.int
+    AVERAGE_ORDER_VALUE_CENTS_FIELD_NUMBER: _builtins.int
+    ORDERS_BY_STATUS_FIELD_NUMBER: _builtins.int
+    TOP_PRODUCTS_FIELD_NUMBER: _builtins.int
+    CSV_BUCKET_FIELD_NUMBER: _builtins.int
+    CSV_KEY_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    day: _builtins.str
+    """The day reported, "YYYY-MM-DD" (UTC)."""
+    revenue_cents: _builtins.int
+    """Orders paid and not cancelled or refunded (PAID, FULFILLED, DELIVERED)."""
+    currency: _builtins.str
+    order_count: _builtins.int
+    """Orders counted in revenue_cents."""
+    average_order_value_cents: _builtins.int
+    """revenue_cents / order_count rounded half up; 0 without orders."""
+    csv_bucket: _builtins.str
+    """Where the CSV is: s3://<csv_bucket>/<csv_key>."""
+    csv_key: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def orders_by_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___DailySalesReport.StatusCount]:
+        """Every order created that day, by status."""
+
+    @_builtins.property
+    def top_products(self) -> _containers.RepeatedCompositeFieldContainer[Global___DailySalesReport.ProductSales]:
+        """The 10 products with the most revenue, most first."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        day: _builtins.str = ...,
+        revenue_cents: _builtins.int = ...,
+        currency: _builtins.str = ...,
+        order_count: _builtins.int = ...,
+        average_order_value_cents: _builtins.int = ...,
+        orders_by_status: _abc.Iterable[Global___DailySalesReport.StatusCount] | None = ...,
+        top_products: _abc.Iterable[Global___DailySalesReport.ProductSales] | None = ...,
+        csv_bucket: _builtins.str = ...,
+        csv_key: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["average_order_value_cents", b"average_order_value_cents", "csv_bucket", b"csv_bucket", "csv_key", b"csv_key", "currency", b"currency", "day", b"day", "event_id", b"event_id", "occurred_at", b"occurred_at", "order_count", b"order_count", "orders_by_status", b"orders_by_status", "revenue_cents", b"revenue_cents", "top_products", b"top_products"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DailySalesReport: _TypeAlias = DailySalesReport  # noqa: Y015
+
+@_typing.final
 class PaymentSucceeded(_message.Message):
     """Subject `ecom.payments.payment_succeeded`. A PaymentIntent succeeded (learned from
     ConfirmPayment or from the Stripe webhook, published once per intent).
