@@ -28,6 +28,7 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
+from nats.js.errors import NotFoundError
 
 log = logging.getLogger("ecom.jobs")
 
@@ -42,6 +43,18 @@ class ScheduledJob:
     # At least 1 (JetStream schedules count whole seconds); None: only when triggered.
     every_seconds: float | None
     run: Callable[..., Awaitable[Any]]
+    # At fixed times instead: a six-field cron expression in UTC ("0 0 2 * * *": 02:00 daily);
+    # `every_seconds` is then the longest a trigger may wait before it counts as stale.
+    cron: str | None = None
+
+    @property
+    def pattern(self) -> str | None:
+        """The Nats-Schedule header of the job's schedule (None: not scheduled)."""
+        if self.cron is not None:
+            return self.cron
+        if self.every_seconds is None:
+            return None
+        return f"@every {max(1, math.ceil(self.every_seconds))}s"
 
     def subject(self, service: str) -> str:
         return f"jobs.run.{service}.{self.name}"
@@ -76,17 +89,21 @@ async def ensure_stream(nc: NATS) -> None:
 
 
 async def schedule(js: JetStreamContext, service: str, job: ScheduledJob) -> None:
-    """Publishes (or replaces) the job's schedule."""
-    if job.every_seconds is None:
+    """Publishes the job's schedule, unless the stream holds it already: republishing restarts
+    an `@every` interval, and replicas restarting more often than it would starve the job."""
+    if job.pattern is None:
         return
-    seconds = max(1, math.ceil(job.every_seconds))
+    subject = f"jobs.schedule.{service}.{job.name}"
+    try:
+        current = await js.get_last_msg(STREAM, subject)
+        if (current.headers or {}).get("Nats-Schedule") == job.pattern:
+            return
+    except NotFoundError:
+        pass
     await js.publish(
-        f"jobs.schedule.{service}.{job.name}",
+        subject,
         b"{}",
-        headers={
-            "Nats-Schedule": f"@every {seconds}s",
-            "Nats-Schedule-Target": job.subject(service),
-        },
+        headers={"Nats-Schedule": job.pattern, "Nats-Schedule-Target": job.subject(service)},
         timeout=5,
     )
 

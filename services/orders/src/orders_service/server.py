@@ -84,7 +84,8 @@ def build_app(settings: OrdersSettings | None = None) -> App:
             ScheduledJob("prune-idempotency-keys", 3600, prune_idempotency_keys),
             # Yesterday's (UTC) report every 24 h, counted from when the schedule was last
             # published (each start of an orders process), not at a time of day.
-            ScheduledJob("daily-sales-report", 24 * 3600, report.run),
+            # 02:00 UTC, for the day before (late payment events have arrived by then).
+            ScheduledJob("daily-sales-report", 24 * 3600, report.run, cron="0 0 2 * * *"),
         ],
         # Checkouts a crashed process left are undone before this one serves.
         startup=[checkout.recover],
