@@ -209,6 +209,22 @@ async def test_an_smtp_outage_delays_emails_and_loses_none(api, stack, product, 
     assert len(mails(stack.maildir, email, CONFIRMED)) == 1
 
 
+async def test_orders_completed_while_notifications_is_down_are_all_told(
+    api, stack, product
+) -> None:
+    """No notifications process runs while a customer registers, orders and pays; once it is
+    back, every email goes out, once."""
+    async with stack_process_frozen(stack, "notifications"):
+        email, user = await register(api)
+        placed = await order(api, user, await product())
+        assert (await pay(api, user, placed["id"])).status_code == 200
+        assert mails(stack.maildir, email) == []
+    await wait_for_mail(stack.maildir, email, "Welcome")
+    await wait_for_mail(stack.maildir, email, CONFIRMED)
+    assert len(mails(stack.maildir, email, "Welcome")) == 1
+    assert len(mails(stack.maildir, email, CONFIRMED)) == 1
+
+
 async def test_a_dead_letter_is_listed_and_replayed_by_an_admin(api, stack, admin, sql) -> None:
     smtp = TcpProxy(stack.smtp_port)
     await smtp.start()
