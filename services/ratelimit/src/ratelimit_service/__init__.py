@@ -1,0 +1,1 @@
+"""The edge's global rate limits: Envoy's `RateLimitService` over fixed windows in Redis."""
