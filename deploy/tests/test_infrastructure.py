@@ -89,7 +89,7 @@ def test_service_env(stack: LocalStack) -> None:
     assert env["SMTP_PORT"] == str(stack.smtp_port)
     assert env["AUTH_BCRYPT_COST"] == "4"  # ephemeral only
     assert env["AUTH_JWT_PRIVATE_KEY_FILE"].startswith(str(stack.state_dir))
-    assert len(set(stack.ports.__dict__.values())) == 15  # all distinct
+    assert len(set(stack.ports.__dict__.values())) == 16  # all distinct
 
 
 def test_redis_has_a_memory_cap_and_evicts_least_recently_used(stack: LocalStack) -> None:

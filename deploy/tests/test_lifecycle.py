@@ -196,7 +196,9 @@ def test_edge_starts_envoy_from_the_gateway_config(
     # ecom_gateway.envoy is written elsewhere; a stub config exercises the launcher's part.
     seen: list[dict[str, tuple[str, int]]] = []
 
-    def render(http_port: int, admin_port: int, services: dict[str, tuple[str, int]]) -> str:
+    def render(
+        http_port: int, admin_port: int, services: dict[str, tuple[str, int]], *_: object
+    ) -> str:
         seen.append(services)
         return STUB_ENVOY.format(http=http_port, admin=admin_port, hcm=HCM)
 

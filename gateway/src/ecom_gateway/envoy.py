@@ -150,8 +150,9 @@ def render_config(
             # After the transcoder: CORS policies hang on routes, and REST paths only have one
             # once transcoded to their gRPC path.
             hardening.cors_filter(),
-            *_jwt_authn_filters(descriptor, routed, edge),
+            # Before the token check: a flood is refused at its cheapest, signed in or not.
             *_rate_limit_filters(ratelimit),
+            *_jwt_authn_filters(descriptor, routed, edge),
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {
