@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -151,6 +152,40 @@ async def wait_edge_healthy(stack: LocalStack, within: float = 15.0) -> None:
 
 def unique_email(tag: str = "user") -> str:
     return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+def wait_for(
+    check: Callable[[], object],
+    what: str,
+    timeout: float = 15.0,
+    ignoring: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Polls `check()` until it is truthy (errors of the `ignoring` types count as not yet);
+    fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except ignoring:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+async def eventually(check: Callable[[], Any], within: float = 15.0) -> Any:
+    """Polls `check()` (a function or a coroutine function) until its result is truthy and
+    returns that result; fails the test after `within` seconds. Events take a moment."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
 
 
 def free_port() -> int:

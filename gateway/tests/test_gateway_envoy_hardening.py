@@ -33,24 +33,12 @@ from ecom_gateway.hardening import REQUEST_HEADERS_TIMEOUT, EdgeOptions
 from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from conftest import free_port, wait_for
+
 ENVOY = Path(sys.executable).with_name("envoy")
 ORIGIN = "http://app.example"
 KEY = ed25519.Ed25519PrivateKey.generate()
 KID = "k1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def token(key: Any = KEY, **claims: Any) -> str:

@@ -8,9 +8,7 @@ Outage tests freeze the stack's notifications process and run one of their own i
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 
 import grpc
 import httpx
@@ -22,6 +20,7 @@ from ecommerce.notifications.v1 import notifications_pb2, notifications_pb2_grpc
 from conftest import (
     ADMIN_EMAIL,
     TcpProxy,
+    eventually,
     mail_html,
     mail_text,
     mails,
@@ -63,14 +62,6 @@ async def pay(api, user: dict, order_id: str, method: str = "pm_card_visa") -> h
     return await api.post(
         f"/api/orders/{order_id}/pay", headers=user, json={"payment_method_id": method}
     )
-
-
-async def eventually(check, within: float = 15.0):
-    deadline = time.monotonic() + within
-    while not (result := await check()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-    return result
 
 
 # --- what is sent when ---------------------------------------------------------------------

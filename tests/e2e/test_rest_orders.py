@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import uuid
 
 import httpx
 
+from conftest import eventually
 from conftest import rest_fields as fields
 from conftest import rest_reasons as reasons
 
@@ -51,15 +51,6 @@ async def pay(api, user, order_id: str, method: str = "pm_card_visa", key: str =
 
 async def stock(api, product: dict) -> int:
     return (await api.get(f"/api/products/{product['id']}")).json()["stock"]
-
-
-async def eventually(check, within: float = 15.0):
-    """Polls `check()` (async, truthy when done) until it holds; events take a moment."""
-    deadline = time.monotonic() + within
-    while not (result := await check()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-    return result
 
 
 def statuses(order: dict) -> list[str]:

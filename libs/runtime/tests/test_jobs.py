@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import nats
 from ecom_runtime.jobs import ScheduledJob, ensure_stream, run_consumer, schedule, trigger
 
-from conftest import tag
+from conftest import eventually, tag
 
 
 @contextlib.asynccontextmanager
@@ -31,13 +31,6 @@ async def replicas(stack, service: str, job: ScheduledJob, count: int) -> AsyncI
         await nc.close()
 
 
-async def until(check, within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "not reached in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_each_trigger_runs_once_across_replicas(stack) -> None:
     runs: list[int] = []
 
@@ -48,7 +41,7 @@ async def test_each_trigger_runs_once_across_replicas(stack) -> None:
     async with replicas(stack, service, job, 3) as js:
         for n in range(20):
             await trigger(js, service, "record", n=n)
-        await until(lambda: len(runs) >= 20)
+        await eventually(lambda: len(runs) >= 20)
         await asyncio.sleep(0.5)  # room for a wrong second run to show up
     assert sorted(runs) == list(range(20))
 
@@ -62,7 +55,7 @@ async def test_a_schedule_triggers_runs(stack) -> None:
     service, job = f"test{tag()}", ScheduledJob("tick", 1, tick)
     async with replicas(stack, service, job, 2) as js:
         await schedule(js, service, job)
-        await until(lambda: len(runs) >= 2)
+        await eventually(lambda: len(runs) >= 2)
 
 
 async def test_a_failing_run_is_retried_and_bad_parameters_are_dropped(stack) -> None:
@@ -78,5 +71,5 @@ async def test_a_failing_run_is_retried_and_bad_parameters_are_dropped(stack) ->
         await js.publish(f"jobs.run.{service}.flaky", b"[not, json")
         await trigger(js, service, "flaky", unknown=1)
         await trigger(js, service, "flaky", label="a")
-        await until(lambda: len(attempts) >= 2, within=30)
+        await eventually(lambda: len(attempts) >= 2, within=30)
     assert attempts == ["a", "a"]  # the bad triggers never ran; the failed run ran again

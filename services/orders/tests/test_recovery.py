@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -25,6 +24,7 @@ from conftest import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
     TcpProxy,
+    eventually,
     internal_channel,
     service_process,
     tag,
@@ -73,14 +73,6 @@ async def shopper_with_cart(api, product_id: str, quantity: int = 1) -> tuple[tu
 
 async def stock(api, product_id: str) -> int:
     return (await api.get(f"/api/products/{product_id}")).json()["stock"]
-
-
-async def eventually(check, within: float = 20.0):
-    deadline = time.monotonic() + within
-    while not (result := await check()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-    return result
 
 
 @contextlib.asynccontextmanager

@@ -15,9 +15,8 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import warnings
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,29 +29,14 @@ from ecommerce.auth.v1 import auth_pb2_grpc
 from ecommerce.payments.v1 import payments_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from conftest import free_port, wait_for
+
 ENVOY = Path(sys.executable).with_name("envoy")
 AUTH_BUDGET = 100
 DEFAULT_BUDGET = 20
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except (OSError, httpx.TransportError, grpc.RpcError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+# What a server that is still starting answers: refused connections, failed calls.
+TRANSIENT = (OSError, httpx.TransportError, grpc.RpcError)
 
 
 class Backend:
@@ -120,7 +104,7 @@ class Edge:
                  "--save", "", "--appendonly", "no"],
                 tmp / "redis.log",
             )  # fmt: skip
-            wait_for(lambda: self._redis_answers(), "Redis")
+            wait_for(lambda: self._redis_answers(), "Redis", ignoring=TRANSIENT)
         self.rls_log = tmp / "ratelimit.log"
         env = {
             **os.environ,
@@ -147,8 +131,16 @@ class Edge:
              "--log-level", "warn"],
             tmp / "envoy.log",
         )  # fmt: skip
-        wait_for(lambda: "serving" in self.rls_log.read_text(), "the rate-limit service")
-        wait_for(lambda: self.client().get("/healthz").status_code == 200, "Envoy to be healthy")
+        wait_for(
+            lambda: "serving" in self.rls_log.read_text(),
+            "the rate-limit service",
+            ignoring=TRANSIENT,
+        )
+        wait_for(
+            lambda: self.client().get("/healthz").status_code == 200,
+            "Envoy to be healthy",
+            ignoring=TRANSIENT,
+        )
 
     def _redis_answers(self) -> bool:
         with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as conn:
