@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help bootstrap sync lock dev test test-fast protos protos-check openapi openapi-check postman lint fmt typecheck check clients
+.PHONY: help bootstrap sync deps-check lock dev test test-fast protos protos-check openapi openapi-check postman lint fmt typecheck check clients
 
 help:
 	@echo "make dev          start the whole local stack (Ctrl-C stops it)"
@@ -22,6 +22,11 @@ bootstrap:
 sync: bootstrap
 	@test -x $(BIN)/python || $(UV) venv --quiet --python python3 $(VENV)
 	@$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+	@UV="$(UV)" $(BIN)/python deploy/tools/install.py $(VENV) >/dev/null
+
+# The installed packages agree with each other's requirements (e.g. one OpenTelemetry release).
+deps-check: sync
+	$(UV) pip check --python $(BIN)/python
 
 # The lock is exported without download addresses (no index host names in the repo); uv.lock
 # itself stays local.
@@ -77,7 +82,7 @@ fmt: sync
 typecheck: sync
 	$(BIN)/mypy libs/runtime/src gateway/src deploy/src $(wildcard services/*/src) clients/build.py gateway/postman/build.py
 
-check: protos-check openapi-check lint typecheck
+check: deps-check protos-check openapi-check lint typecheck
 
 test: check
 	$(BIN)/python -m pytest
