@@ -105,6 +105,8 @@ def render_config(
     access_log: bool = False,
     edge: EdgeOptions | None = None,
     ratelimit: tuple[str, int] | None = None,
+    tracing: tuple[str, int] | None = None,
+    listen_host: str = "127.0.0.1",
 ) -> str:
     """Return the Envoy bootstrap as YAML.
 
@@ -112,6 +114,9 @@ def render_config(
     services whose cluster is not in `services` are left out (with a warning): their REST
     paths then answer 404 instead of Envoy refusing a route to a missing cluster.
     `ratelimit` is the host and port of the rate-limit service; None: no rate limits.
+    `tracing` is the host and port of an OTLP/gRPC collector: Envoy then starts a trace for
+    every request (or continues the client's `traceparent`) and passes it on to the services.
+    `listen_host`: 127.0.0.1 on a workstation, 0.0.0.0 in a container.
     """
     descriptor = load_descriptor(descriptor_path or DESCRIPTOR_PATH)
     public = public_services(descriptor)
@@ -168,6 +173,8 @@ def render_config(
         hcm["access_log"] = [_stdout_access_log()]
     if ratelimit is not None:
         hcm["route_config"]["virtual_hosts"][0]["rate_limits"] = _rate_limit_actions()
+    if tracing is not None:
+        hcm["tracing"] = _tracing()
 
     bootstrap: Json = {
         "admin": {"address": _socket_address("127.0.0.1", admin_port)},
@@ -175,7 +182,7 @@ def render_config(
             "listeners": [
                 {
                     "name": "edge",
-                    "address": _socket_address("127.0.0.1", http_port),
+                    "address": _socket_address(listen_host, http_port),
                     "filter_chains": [
                         {
                             "filters": [
@@ -187,12 +194,13 @@ def render_config(
                         }
                     ],
                 },
-                *_tls_listeners(hcm, edge),
+                *_tls_listeners(hcm, edge, listen_host),
             ],
             "clusters": [
                 *(_cluster(name, *address) for name, address in sorted(services.items())),
                 *_jwks_clusters(http_port, services),
                 *_rate_limit_clusters(ratelimit),
+                *_tracing_clusters(tracing),
             ],
         },
         "overload_manager": {
@@ -227,8 +235,8 @@ def _jwks_clusters(http_port: int, services: dict[str, tuple[str, int]]) -> list
     return [hardening.jwks_cluster(http_port)] if "auth" in services else []
 
 
-def _tls_listeners(hcm: Json, edge: EdgeOptions) -> list[Json]:
-    return [hardening.tls_listener(hcm, edge, "127.0.0.1")] if edge.tls else []
+def _tls_listeners(hcm: Json, edge: EdgeOptions, listen_host: str) -> list[Json]:
+    return [hardening.tls_listener(hcm, edge, listen_host)] if edge.tls else []
 
 
 def _type(message: str) -> str:
@@ -479,6 +487,7 @@ def _local_reply_config() -> Json:
 # -- global rate limits (services/ratelimit) -------------------------------------------------
 
 RATE_LIMIT_CLUSTER = "rls"
+TRACING_CLUSTER = "opentelemetry_collector"
 RATE_LIMIT_DOMAIN = "edge"
 # The edge's wait for the rate-limit service; past it the request passes (fail open).
 RATE_LIMIT_TIMEOUT = "0.25s"
@@ -566,6 +575,32 @@ def _rate_limit_clusters(ratelimit: tuple[str, int] | None) -> list[Json]:
     return [] if ratelimit is None else [_cluster(RATE_LIMIT_CLUSTER, *ratelimit)]
 
 
+def _tracing() -> Json:
+    # Every request is sampled here; a collector in front of the backend decides what to keep.
+    return {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "grpc_service": {
+                    "envoy_grpc": {"cluster_name": TRACING_CLUSTER},
+                    "timeout": "1s",
+                },
+                "service_name": "edge",
+            },
+        },
+        "spawn_upstream_span": True,  # a client span per call to a service, as the SDKs make
+    }
+
+
+def _tracing_clusters(tracing: tuple[str, int] | None) -> list[Json]:
+    if tracing is None:
+        return []
+    cluster = _cluster(TRACING_CLUSTER, *tracing)
+    del cluster["health_checks"]  # a collector need not serve grpc.health.v1
+    return [cluster]
+
+
 def _rate_limited_reply(mapper: Callable[[str, int, int, str], Json]) -> Json:
     """429 with the API's error body and an ErrorInfo detail, reason RATE_LIMITED."""
     reply: Json = mapper("EQ", 429, 8, "too many requests: retry after the Retry-After seconds")
@@ -626,6 +661,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--ratelimit", type=_parse_address, metavar="HOST:PORT", help="rate-limit service"
     )
+    parser.add_argument(
+        "--otlp", type=_parse_address, metavar="HOST:PORT", help="OTLP/gRPC trace collector"
+    )
+    parser.add_argument(
+        "--listen-host", default="127.0.0.1", help="listener address (0.0.0.0 in a container)"
+    )
     args = parser.parse_args(argv)
     sys.stdout.write(
         render_config(
@@ -636,6 +677,8 @@ def main(argv: list[str] | None = None) -> None:
             access_log=args.access_log,
             edge=EdgeOptions.from_env(),  # EDGE_* settings, see ecom_gateway.hardening
             ratelimit=args.ratelimit,
+            tracing=args.otlp,
+            listen_host=args.listen_host,
         )
     )
 
