@@ -159,14 +159,14 @@ def wait_for(
     what: str,
     timeout: float = 15.0,
     ignoring: tuple[type[BaseException], ...] = (),
-) -> None:
-    """Polls `check()` until it is truthy (errors of the `ignoring` types count as not yet);
-    fails the test after `timeout` seconds."""
+) -> Any:
+    """Polls `check()` until it is truthy (errors of the `ignoring` types count as not yet) and
+    returns what it returned; fails the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if check():
-                return
+            if found := check():
+                return found
         except ignoring:
             pass
         if time.monotonic() > deadline:

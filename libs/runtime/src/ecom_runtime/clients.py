@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor_pb2
 from google.protobuf.message import Message
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 
 from ecom_runtime.auth import (
     SERVICE_CREDENTIAL_HEADER,
@@ -38,6 +38,8 @@ from ecom_runtime.auth import (
 )
 from ecom_runtime.config import ServiceSettings
 from ecom_runtime.errors import DomainError, Unavailable, from_status
+
+tracer = trace.get_tracer("ecom.clients")
 
 _RETRYABLE_LEVELS = (
     descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
@@ -102,6 +104,22 @@ class ServiceClient:
         *,
         retryable: bool,
         within: float | None = None,
+        rpc: str = "",
+    ) -> Any:
+        """`rpc` ("package.Service/Method") names the call's span."""
+        attributes = {"rpc.system": "grpc", "server.address": self._target}
+        with tracer.start_as_current_span(
+            rpc or self.name, kind=trace.SpanKind.CLIENT, attributes=attributes
+        ):
+            return await self._call(method, request, retryable=retryable, within=within)
+
+    async def _call(
+        self,
+        method: Callable[..., Any],
+        request: Message,
+        *,
+        retryable: bool,
+        within: float | None,
     ) -> Any:
         deadline = time.monotonic() + (within or self._timeout)
         served_by = call_deadline()  # never outlive the RPC we are serving
@@ -144,6 +162,7 @@ class _Stub:
         self._type = stub_type
         self._stub: Any = None  # made on first call: the channel must open inside the loop
         service = _service_descriptor(stub_type)
+        self._service = service.full_name
         self._retryable = {
             m.name: m.GetOptions().idempotency_level in _RETRYABLE_LEVELS for m in service.methods
         }
@@ -155,7 +174,9 @@ class _Stub:
             if self._stub is None:
                 self._stub = self._type(self._client.channel)
             method = getattr(self._stub, name)
-            return await self._client.call(method, request, retryable=retryable, within=within)
+            return await self._client.call(
+                method, request, retryable=retryable, within=within, rpc=f"{self._service}/{name}"
+            )
 
         return call
 

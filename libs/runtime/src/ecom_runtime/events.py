@@ -21,7 +21,8 @@ from google.protobuf.message import Message
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, StreamConfig
 from nats.js.errors import NotFoundError
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from sqlalchemy import (
     Column,
     DateTime,
@@ -38,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from ecom_runtime.db import Database, UnitOfWork
+from ecom_runtime.telemetry import current_traceparent, tracing_exported
 
 log = logging.getLogger("ecom.events")
 tracer = trace.get_tracer("ecom.events")
@@ -103,12 +105,19 @@ async def connect_jetstream(url: str) -> tuple[nats.NATS, JetStreamContext]:
 
 
 class OutboxRelay:
+    """Publishes the outbox. With telemetry exported it also reports its backlog (events
+    committed, not yet published) as `outbox.backlog` and `outbox.oldest_age`: a backlog that
+    grows means NATS is unreachable or the relay is stuck, and every consumer waits."""
+
+    BACKLOG_EVERY_SECONDS = 10.0
+
     def __init__(self, db: Database, poll_seconds: float = 0.2) -> None:
         assert db.outbox is not None
         self._engine = db.engine
         self._outbox = db.outbox
         self._poll = poll_seconds
         self._wake = asyncio.Event()
+        self._backlog: tuple[int, float] | None = None  # events, age of the oldest in seconds
         db.when_events_committed(self.wake)
 
     def wake(self) -> None:
@@ -116,13 +125,18 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self, js: JetStreamContext) -> None:
-        while True:
-            if await self.publish_batch(js) == 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._poll)
-                except TimeoutError:
-                    pass
-                self._wake.clear()
+        measuring = asyncio.create_task(self._measure_backlog()) if tracing_exported() else None
+        try:
+            while True:
+                if await self.publish_batch(js) == 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self._poll)
+                    except TimeoutError:
+                        pass
+                    self._wake.clear()
+        finally:
+            if measuring is not None:
+                measuring.cancel()
 
     async def publish_batch(self, js: JetStreamContext, limit: int = 100) -> int:
         o = self._outbox
@@ -137,11 +151,52 @@ class OutboxRelay:
                 )
             ).all()
             for row in rows:
-                headers = {**row.headers, "Nats-Msg-Id": str(row.id)}
-                await js.publish(row.subject, row.payload, headers=headers, timeout=PUBLISH_TIMEOUT)
+                subject = row.subject
+                # A child of the span that wrote the event; the consumers' spans are its children.
+                with tracer.start_as_current_span(
+                    f"publish {row.subject}",
+                    context=propagate.extract(row.headers),
+                    kind=trace.SpanKind.PRODUCER,
+                    attributes={"messaging.system": "nats", "messaging.destination.name": subject},
+                ):
+                    headers = {**row.headers, **current_traceparent(), "Nats-Msg-Id": str(row.id)}
+                    await js.publish(
+                        row.subject, row.payload, headers=headers, timeout=PUBLISH_TIMEOUT
+                    )
             if rows:
                 await conn.execute(delete(o).where(o.c.id.in_([r.id for r in rows])))
         return len(rows)
+
+    async def _measure_backlog(self) -> None:
+        o = self._outbox
+        meter = metrics.get_meter("ecom")
+        meter.create_observable_gauge(
+            "outbox.backlog",
+            [self._observe_count],
+            unit="{event}",
+            description="Events committed and not yet published to NATS",
+        )
+        meter.create_observable_gauge(
+            "outbox.oldest_age",
+            [self._observe_age],
+            unit="s",
+            description="Age of the oldest event not yet published",
+        )
+        query = select(func.count(), func.min(o.c.created_at), func.now())
+        while True:
+            try:
+                async with self._engine.connect() as conn:
+                    count, oldest, now = (await conn.execute(query)).one()
+                self._backlog = (count, (now - oldest).total_seconds() if oldest else 0.0)
+            except Exception:  # PostgreSQL away: report nothing rather than a stale figure
+                self._backlog = None
+            await asyncio.sleep(self.BACKLOG_EVERY_SECONDS)
+
+    def _observe_count(self, _: CallbackOptions) -> list[Observation]:
+        return [] if self._backlog is None else [Observation(self._backlog[0])]
+
+    def _observe_age(self, _: CallbackOptions) -> list[Observation]:
+        return [] if self._backlog is None else [Observation(self._backlog[1])]
 
 
 Handler = Callable[[UnitOfWork, E], Awaitable[None]]
@@ -270,7 +325,12 @@ class EventConsumer(Generic[E]):
         """Runs the handler unless this consumer already applied the event; True if it ran."""
         event_id = self._event_id(message)
         context = propagate.extract(message.headers or {})
-        with tracer.start_as_current_span(f"consume {self.subject}", context=context):
+        with tracer.start_as_current_span(
+            f"consume {self.subject}",
+            context=context,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"messaging.system": "nats", "messaging.consumer.group.name": self.durable},
+        ):
             event = self._type.FromString(message.data)
             async with self._db.begin() as tx:
                 if not await tx.claim_once(self.durable, event_id):

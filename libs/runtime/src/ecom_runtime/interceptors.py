@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 from grpc.aio import AbortError
 from opentelemetry import context as otel_context
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 
 from ecom_runtime.auth import (
     SERVICE_CREDENTIAL_HEADER,
@@ -32,6 +32,7 @@ from ecom_runtime.auth import (
 )
 from ecom_runtime.db import OUTAGE_ERRORS
 from ecom_runtime.errors import DomainError, Unavailable, status_trailers
+from ecom_runtime.telemetry import rpc_duration
 from ecom_runtime.validation import reject_nul
 
 log = logging.getLogger("ecom.rpc")
@@ -75,6 +76,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
         inner = handler.unary_unary
         authenticator = self._authenticator
         credentials = self._credentials if _is_internal(method) else None
+        service, _, name = method.strip("/").rpartition("/")
+        rpc_attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+        measured = service != "grpc.health.v1.Health"  # probes are not traffic
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
@@ -82,12 +86,14 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             metadata: dict[str, str] = {}
             service_credential = None
             trace_token = None
+            # With spans exported, OpenTelemetry's interceptor has made the RPC's span current.
+            traced = trace.get_current_span().is_recording()
             for key, value in context.invocation_metadata() or ():
                 if key in _FORWARDED and isinstance(value, str):
                     metadata[key] = value
                 elif key == SERVICE_CREDENTIAL_HEADER and isinstance(value, str):
                     service_credential = value
-                elif key == "traceparent" and isinstance(value, str):
+                elif key == "traceparent" and isinstance(value, str) and not traced:
                     # Continue the caller's trace (logs and outbox headers carry its id).
                     trace_token = otel_context.attach(propagate.extract({key: value}))
             remaining = context.time_remaining()
@@ -122,6 +128,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
             finally:
                 elapsed = time.perf_counter() - started
+                if measured:
+                    status = {"rpc.grpc.status_code": code.value[0]}
+                    rpc_duration.record(elapsed * 1000, {**rpc_attributes, **status})
                 level = logging.DEBUG
                 if elapsed > SLOW_SECONDS:
                     level = logging.WARNING

@@ -33,7 +33,6 @@ from ecommerce.events.v1 import events_pb2
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from ecom_runtime.auth import Authenticator, ServiceCredentials, remote_authenticator
 from ecom_runtime.clients import ServiceClient
@@ -49,7 +48,7 @@ from ecom_runtime.events import (
 )
 from ecom_runtime.interceptors import RequestInterceptor
 from ecom_runtime.jobs import ScheduledJob, ensure_stream, run_consumer, schedule
-from ecom_runtime.telemetry import tracing_exported
+from ecom_runtime.telemetry import span_interceptors
 
 log = logging.getLogger("ecom.server")
 
@@ -144,10 +143,9 @@ async def serve(app: App) -> None:
     settings = app.settings
     assert app.authenticator is not None
     interceptors: list[grpc.aio.ServerInterceptor] = [
-        RequestInterceptor(app.authenticator, app.credentials)
+        *span_interceptors(),
+        RequestInterceptor(app.authenticator, app.credentials),
     ]
-    if tracing_exported():
-        interceptors.insert(0, aio_server_interceptor())
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[

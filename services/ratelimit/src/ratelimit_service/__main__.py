@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from ecom_runtime.logs import configure_logging
+from ecom_runtime.telemetry import configure_telemetry
 
 from ratelimit_service.config import RateLimitSettings
 from ratelimit_service.server import serve
@@ -18,6 +19,7 @@ def main() -> None:
     parser.parse_args()
     settings = RateLimitSettings()
     configure_logging("ratelimit", settings.log_level, settings.log_format)
+    configure_telemetry("ratelimit")
     asyncio.run(serve(settings))
 
 

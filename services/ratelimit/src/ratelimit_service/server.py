@@ -12,6 +12,7 @@ import signal
 
 import grpc
 import redis.asyncio as aioredis
+from ecom_runtime.telemetry import span_interceptors
 from envoy_rls.service.ratelimit.v3 import rls_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -45,7 +46,7 @@ def redis_client(settings: RateLimitSettings) -> aioredis.Redis:
 async def start(settings: RateLimitSettings) -> tuple[grpc.aio.Server, FixedWindows, int]:
     """Start serving on `grpc_host:grpc_port` (0: a free port); returns the bound port too."""
     windows = FixedWindows(redis_client(settings), settings.ratelimit_redis_timeout_seconds)
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
+    server = grpc.aio.server(interceptors=span_interceptors(), options=[("grpc.so_reuseport", 1)])
     rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
         RateLimitServicer(windows, budgets(settings)), server
     )
