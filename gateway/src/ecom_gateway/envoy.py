@@ -107,6 +107,7 @@ def render_config(
     ratelimit: tuple[str, int] | None = None,
     tracing: tuple[str, int] | None = None,
     listen_host: str = "127.0.0.1",
+    docs: bool = True,
 ) -> str:
     """Return the Envoy bootstrap as YAML.
 
@@ -117,6 +118,8 @@ def render_config(
     `tracing` is the host and port of an OTLP/gRPC collector: Envoy then starts a trace for
     every request (or continues the client's `traceparent`) and passes it on to the services.
     `listen_host`: 127.0.0.1 on a workstation, 0.0.0.0 in a container.
+    `docs`: serve /docs and /openapi.json (~2 MB of inlined bodies: too much for a Kubernetes
+    ConfigMap, so the Helm chart's config goes without).
     """
     descriptor = load_descriptor(descriptor_path or DESCRIPTOR_PATH)
     public = public_services(descriptor)
@@ -135,7 +138,7 @@ def render_config(
         "use_remote_address": True,  # we are the edge: strip client-sent x-envoy-* headers
         "normalize_path": True,
         "merge_slashes": True,
-        "route_config": hardening.harden_routes(_route_config(routed), edge.cors_origins),
+        "route_config": hardening.harden_routes(_route_config(routed, docs), edge.cors_origins),
         **hardening.hcm_limits(),
         "http_filters": [
             hardening.response_headers_filter(tls=False),
@@ -285,7 +288,7 @@ def _cluster(name: str, host: str, port: int) -> Json:
     }
 
 
-def _route_config(routed: Iterable[PublicService]) -> Json:
+def _route_config(routed: Iterable[PublicService], docs: bool = True) -> Json:
     # After transcoding the path is /<package>.<Service>/<Method>. Matching whole service
     # names (not the package prefix) keeps *InternalService unreachable. A gRPC or gRPC-Web
     # content type is required, so plain JSON POSTed to a gRPC path is not forwarded as-is; not
@@ -299,7 +302,8 @@ def _route_config(routed: Iterable[PublicService]) -> Json:
         }
         for service in routed
     ]
-    routes.extend(_docs_routes())
+    if docs:
+        routes.extend(_docs_routes())
     # Anything else: 404, given its JSON body by the local reply mapper.
     routes.append({"match": {"prefix": "/"}, "direct_response": {"status": 404}})
     return {
@@ -667,6 +671,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--listen-host", default="127.0.0.1", help="listener address (0.0.0.0 in a container)"
     )
+    parser.add_argument("--no-docs", action="store_true", help="without /docs and /openapi.json")
     args = parser.parse_args(argv)
     sys.stdout.write(
         render_config(
@@ -679,6 +684,7 @@ def main(argv: list[str] | None = None) -> None:
             ratelimit=args.ratelimit,
             tracing=args.otlp,
             listen_host=args.listen_host,
+            docs=not args.no_docs,
         )
     )
 
