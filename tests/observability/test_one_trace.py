@@ -144,6 +144,10 @@ def test_a_checkout_is_one_trace_from_the_edge_to_the_event_consumer(receiver, c
 
     assert {"orders", "catalog", "payments"} <= services_with("postgresql")
     assert {"catalog", "ratelimit"} <= services_with("redis")
+    # Payments' call to Stripe (the local stand-in) is a span of the payments RPC.
+    http = {"http.method", "http.request.method"}  # the old and the new semantic conventions
+    stripe = [s for s in spans if s.service == "payments" and http & set(s.attributes)]
+    assert stripe and all(parent(s).service == "payments" for s in stripe)
     statements = [str(s.attributes.get("db.statement", "")) for s in spans]
     assert "long enough pw" not in " ".join(statements)  # statements only, no parameters
 

@@ -2,7 +2,8 @@
 
 With the standard OTEL_EXPORTER_OTLP_ENDPOINT set, a service exports over OTLP/gRPC:
 - traces: a span per RPC (server), per call to another service (client), per SQL statement
-  (psycopg), per Redis command, per event published (producer) and applied (consumer), each
+  (psycopg), per Redis command, per HTTP call (httpx: Stripe), per event published (producer)
+  and applied (consumer), each
   continuing the trace the edge started, so one request is one trace across the services and
   their events;
 - metrics: RED per RPC (`rpc.server.duration`: count by status code, and latency) and the
@@ -98,6 +99,7 @@ def configure_telemetry(service: str) -> None:
         return
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.sdk.metrics import MeterProvider
@@ -109,6 +111,7 @@ def configure_telemetry(service: str) -> None:
     # Statements are recorded with their placeholders only, never the parameters.
     PsycopgInstrumentor().instrument(enable_commenter=False)
     RedisInstrumentor().instrument()
+    HTTPXClientInstrumentor().instrument()
 
 
 def current_traceparent() -> dict[str, str]:
