@@ -218,6 +218,7 @@ def test_auth_signing_key_is_a_mounted_secret(manifests: list[Manifest]) -> None
     (jwt,) = [v for v in spec["volumes"] if v["name"] == "jwt"]
     env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
     assert env["AUTH_JWT_PRIVATE_KEY_FILE"].startswith("/etc/ecommerce/jwt/")
+    assert env["AUTH_JWT_PUBLISHED_KEYS_FILE"].startswith("/etc/ecommerce/jwt/")  # rotation
     assert jwt["secret"]["secretName"]
 
 

@@ -211,6 +211,8 @@ seccompProfile:
 {{- if eq .name "auth" }}
 - name: AUTH_JWT_PRIVATE_KEY_FILE
   value: /etc/ecommerce/jwt/{{ $v.auth.jwtKey }}
+- name: AUTH_JWT_PUBLISHED_KEYS_FILE
+  value: /etc/ecommerce/jwt/{{ $v.auth.publishedKeysKey }}
 {{- with $v.auth.adminSecret }}
 {{ include "ecommerce.secretEnv" (list $root "AUTH_ADMIN_EMAIL" . "email") }}
 {{ include "ecommerce.secretEnv" (list $root "AUTH_ADMIN_PASSWORD" . "password") }}

@@ -10,6 +10,9 @@ class AuthSettings(ServiceSettings):
     # PEM of the Ed25519 signing key; or a file holding it, created on first start if missing.
     auth_jwt_private_key: str = ""
     auth_jwt_private_key_file: str = ".local/auth/jwt_ed25519.pem"
+    # More keys whose public halves the JWKS publishes (rotation: the next, then the previous
+    # key), PEM blocks in one file; a missing file is none.
+    auth_jwt_published_keys_file: str = ""
     auth_access_token_ttl_seconds: int = 15 * 60
     auth_refresh_token_ttl_seconds: int = 7 * 24 * 3600
     auth_reset_token_ttl_seconds: int = 3600

@@ -14,7 +14,12 @@ from ecom_runtime.server import App
 from auth_service.api_keys import ApiKeys
 from auth_service.config import AuthSettings
 from auth_service.events import PUBLISHED
-from auth_service.keys import TokenSigner, derive_secret, load_or_create_key
+from auth_service.keys import (
+    TokenSigner,
+    derive_secret,
+    load_or_create_key,
+    load_published_keys,
+)
 from auth_service.password_reset import PasswordResets
 from auth_service.passwords import PasswordHasher
 from auth_service.servicer import AuthInternalServicer, AuthServicer, UserServicer
@@ -57,6 +62,7 @@ def token_signer(settings: AuthSettings, key: Ed25519PrivateKey | None = None) -
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         ttl_seconds=settings.auth_access_token_ttl_seconds,
+        published=load_published_keys(settings.auth_jwt_published_keys_file),
     )
 
 
@@ -66,7 +72,7 @@ def build_app(settings: AuthSettings | None = None) -> App:
     parts = build_parts(settings, signer)
 
     async def jwks() -> list[dict[str, str]]:
-        return [signer.public_jwk]
+        return signer.jwks
 
     async def resolve_api_key(key: str) -> Principal | None:
         row = await parts.api_keys.find(key)

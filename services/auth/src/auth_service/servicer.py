@@ -78,7 +78,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self._resets = resets
         self._users = users
         self._api_keys = api_keys
-        self._jwks = auth_pb2.GetJwksResponse(keys=[auth_pb2.JsonWebKey(**signer.public_jwk)])
+        self._jwks = auth_pb2.GetJwksResponse(
+            keys=[auth_pb2.JsonWebKey(**jwk) for jwk in signer.jwks]
+        )
 
     async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> Any:
         session = await self._sessions.register(request.email, request.password, request.name)
