@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
+import promql_parser
 import pytest
 import yaml
 from ecom_stack.helm import PORTS, chart_file, edge_bootstrap
@@ -21,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "ecommerce"
 HELM = Path(sys.executable).parent / "helm"
 KUBERNETES = "1.33.0"
+PROMETHEUS_OPERATOR = "monitoring.coreos.com/v1"
 NAMESPACE = "shop"
 VALUES_FILES = {"default": None, "production": REPO / "deploy" / "helm" / "values-production.yaml"}
 
@@ -106,11 +108,37 @@ def test_lint_strict(which: str) -> None:
 def test_every_manifest_is_valid_kubernetes(manifests: list[Manifest]) -> None:
     errors = []
     for m in manifests:
+        if m["apiVersion"] == PROMETHEUS_OPERATOR:
+            continue  # not Kubernetes' own schema: test_alert_rules checks it
         try:
             kubernetes_validate.validate(m, KUBERNETES, strict=True)
         except kubernetes_validate.ValidationError as error:
             errors.append(f"{m['kind']}/{m['metadata']['name']}: {error.message} at {error.path}")
     assert not errors, "\n".join(errors)
+
+
+def test_alert_rules(which: str, manifests: list[Manifest]) -> None:
+    rules = [m for m in manifests if m["kind"] == "PrometheusRule"]
+    assert len(rules) == int(merged_values(which)["alerts"]["enabled"])
+    groups = yaml.safe_load((CHART / "files" / "alerts.yaml").read_text())["groups"]
+    for rule in rules:
+        assert rule["apiVersion"] == PROMETHEUS_OPERATOR
+        assert rule["spec"]["groups"] == groups  # the file, unchanged
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in (REPO / "docs" / "runbook.md").read_text().splitlines()
+        if line.startswith("#")
+    }
+    exported = ("rpc_server_duration_milliseconds_", "outbox_", "kube_")
+    for alert in (rule for group in groups for rule in group["rules"]):
+        name = alert["alert"]
+        promql_parser.parse(alert["expr"])  # raises on a syntax error
+        assert any(prefix in alert["expr"] for prefix in exported), f"{name}: whose metric?"
+        assert alert["labels"]["severity"] in ("page", "ticket"), name
+        assert alert["annotations"]["summary"], name
+        runbook = alert["annotations"]["runbook"]
+        assert runbook == f"docs/runbook.md#{name.lower()}", name
+        assert name.lower() in anchors, f"{name}: no section in docs/runbook.md"
 
 
 def test_each_deployable_has_its_objects(manifests: list[Manifest]) -> None:
