@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help bootstrap sync deps-check lock dev test test-fast protos protos-check openapi openapi-check postman lint fmt typecheck check clients helm-config
+.PHONY: help bootstrap sync deps-check lock dev test test-fast protos protos-check openapi openapi-check postman lint fmt typecheck check clients images helm-config
 
 help:
 	@echo "make dev          start the whole local stack (Ctrl-C stops it)"
@@ -13,6 +13,7 @@ help:
 	@echo "make openapi      regenerate the OpenAPI document from the descriptor set"
 	@echo "make postman      build the Postman collection into dist/postman/ from openapi.json"
 	@echo "make clients      build the Python wheel and the TypeScript npm package into dist/clients/"
+	@echo "make images       build every service's and the edge's container image (buildah)"
 	@echo "make lock         re-resolve dependencies after editing a pyproject.toml"
 	@echo "make helm-config  regenerate the Helm chart's Envoy config (deploy/helm/ecommerce/files)"
 	@echo "make lint fmt typecheck protos-check openapi-check"
@@ -71,6 +72,11 @@ postman: sync
 clients: sync
 	UV="$(UV)" $(BIN)/python clients/build.py
 
+# One container image per deployable (docs/deployment.md#container-images), with buildah on a
+# Debian base made by debootstrap: no registry needed. `make images ONLY="auth gateway"`.
+images: sync
+	$(BIN)/python deploy/images/build.py $(ONLY)
+
 # The Helm chart's Envoy config, from the generator (ecom_stack.helm); deploy/tests fails when
 # the committed one is stale.
 helm-config: sync
@@ -86,7 +92,7 @@ fmt: sync
 	$(BIN)/ruff format .
 
 typecheck: sync
-	$(BIN)/mypy libs/runtime/src gateway/src deploy/src $(wildcard services/*/src) clients/build.py gateway/postman/build.py
+	$(BIN)/mypy libs/runtime/src gateway/src deploy/src $(wildcard services/*/src) clients/build.py gateway/postman/build.py deploy/images
 
 check: deps-check protos-check openapi-check lint typecheck
 
