@@ -209,6 +209,7 @@ def test_edge_config_is_what_the_generator_renders(manifests: list[Manifest], wh
         hosts,
         cors_origins=values["edge"]["corsOrigins"],
         tracing=(otlp["host"], otlp["port"]) if otlp["host"] else None,
+        trace_sampling=values["telemetry"]["samplingPercent"],
         access_log=values["edge"]["accessLog"],
     )
     text = find(manifests, "ConfigMap", "edge")["data"]["envoy.yaml"]

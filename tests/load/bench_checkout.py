@@ -1,7 +1,7 @@
 """How fast is checkout, and what does checkout traffic do to browsing?
 
     .venv/bin/python tests/load/bench_checkout.py [--products 2000] [--duration 10] \
-        [--shoppers 16] [--connections 32]
+        [--shoppers 16] [--connections 32] [--traced [PERCENT]]
 
 Starts its own throw-away stack on free loopback ports, seeds the sample catalog (every product
 given ample stock), registers `--shoppers` customers, then runs three measurements through
@@ -16,7 +16,11 @@ Envoy, each `--duration` seconds:
 For both browsing runs it prints req/s, p50/p99 and the catalog cache's hit rate, counted from
 Redis: every cache miss stores what it built (one SET per entry), so 1 - SETs / browsing
 requests is the share of requests answered from the cache (a lower bound: a page refilled for
-changed stock stores the page and each refilled product). Needs wrk (Debian package `wrk`).
+changed stock stores the page and each refilled product). `--traced` runs the same with
+OpenTelemetry on (docs/observability.md): the edge and the services export every span and
+metric to an OTLP receiver in this process, which only counts them, for PERCENT of the
+requests (100 if not given: the edge's sampling); compare with a run without, to see what
+tracing costs. Needs wrk (Debian package `wrk`).
 Bounded: three runs plus start-up; stops the stack at the end and on Ctrl-C. The shoppers'
 HTTP client shares the two CPUs with the stack: compare runs made on the same machine only.
 """
@@ -144,6 +148,10 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--shoppers", type=int, default=16)
     parser.add_argument("--connections", type=int, default=32, help="wrk's, for browsing")
+    parser.add_argument(
+        "--traced", type=float, nargs="?", const=100.0, metavar="PERCENT",
+        help="with OpenTelemetry exporting, PERCENT of requests traced (100)",
+    )  # fmt: skip
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install wrk  (Debian/Ubuntu)", file=sys.stderr)
@@ -155,7 +163,19 @@ def main() -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     state_dir = Path(tempfile.mkdtemp(prefix="ecom-bench-"))
-    stack = LocalStack(state_dir, free_ports=True, ephemeral=True)
+    receiver = None
+    env = {}
+    if args.traced is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+        from tests.observability.otlp_receiver import OtlpReceiver
+
+        receiver = OtlpReceiver(keep=False)
+        receiver.start()
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_TRACES_SAMPLER_ARG": str(args.traced / 100),
+        }
+    stack = LocalStack(state_dir, free_ports=True, ephemeral=True, extra_env=env)
     browse: list[tuple[str, Result, float]] = []
     try:
         print(f"starting a throw-away stack in {state_dir} ...", flush=True)
@@ -199,6 +219,8 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         stack.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
+        if receiver is not None:
+            receiver.stop()
 
     print()
     print(f"date: {began:%Y-%m-%d %H:%M} UTC; machine: {facts}")
@@ -206,6 +228,11 @@ def main() -> int:
         f"{args.products} products, {args.shoppers} shoppers, {args.duration} s per run,"
         f" wrk -t1 -c{args.connections} for browsing, loopback through Envoy"
     )
+    if receiver is not None:
+        print(
+            f"traced ({args.traced:g} % of requests): {receiver.span_count:,} spans exported"
+            " to the OTLP receiver"
+        )
     header = f"{'checkouts':<34} {'per s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean':>8}"
     print(header)
     print("-" * len(header))

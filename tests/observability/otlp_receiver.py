@@ -43,7 +43,11 @@ def _attributes(pairs: list[KeyValue]) -> dict[str, Any]:
 
 
 class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self) -> None:
+    """`keep=False` only counts spans (a benchmark's collector: tests/load/bench_checkout.py)."""
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
+        self.span_count = 0
         self._lock = threading.Lock()
         self._spans: list[Span] = []
         self._points: list[Point] = []
@@ -71,6 +75,11 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
             return list(self._points)
 
     def Export(self, request: Any, context: Any) -> Any:
+        if not self.keep:
+            count = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+            with self._lock:
+                self.span_count += count
+            return trace_service_pb2.ExportTraceServiceResponse()
         received = []
         for resource_spans in request.resource_spans:
             service = _attributes(resource_spans.resource.attributes).get("service.name", "")
@@ -89,9 +98,12 @@ class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
                     )
         with self._lock:
             self._spans += received
+            self.span_count += len(received)
         return trace_service_pb2.ExportTraceServiceResponse()
 
     def _keep_metrics(self, request: Any) -> None:
+        if not self.keep:
+            return
         received = []
         for resource_metrics in request.resource_metrics:
             service = _attributes(resource_metrics.resource.attributes).get("service.name", "")

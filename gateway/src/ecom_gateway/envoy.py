@@ -106,6 +106,7 @@ def render_config(
     edge: EdgeOptions | None = None,
     ratelimit: tuple[str, int] | None = None,
     tracing: tuple[str, int] | None = None,
+    trace_sampling: float = 100.0,
     listen_host: str = "127.0.0.1",
     docs: bool = True,
     docs_dir: str | None = None,
@@ -117,7 +118,8 @@ def render_config(
     paths then answer 404 instead of Envoy refusing a route to a missing cluster.
     `ratelimit` is the host and port of the rate-limit service; None: no rate limits.
     `tracing` is the host and port of an OTLP/gRPC collector: Envoy then starts a trace for
-    every request (or continues the client's `traceparent`) and passes it on to the services.
+    every request (or continues the client's `traceparent`) and passes it on to the services;
+    `trace_sampling` is the percentage of requests recorded, a decision the services follow.
     `listen_host`: 127.0.0.1 on a workstation, 0.0.0.0 in a container.
     `docs`: serve /docs and /openapi.json, their bodies inlined (~2 MB: too much for a
     Kubernetes ConfigMap), or with `docs_dir` read from the files `write_docs` put there (the
@@ -181,7 +183,7 @@ def render_config(
     if ratelimit is not None:
         hcm["route_config"]["virtual_hosts"][0]["rate_limits"] = _rate_limit_actions()
     if tracing is not None:
-        hcm["tracing"] = _tracing()
+        hcm["tracing"] = _tracing(trace_sampling)
 
     bootstrap: Json = {
         "admin": {"address": _socket_address("127.0.0.1", admin_port)},
@@ -602,9 +604,10 @@ def _rate_limit_clusters(ratelimit: tuple[str, int] | None) -> list[Json]:
     return [] if ratelimit is None else [_cluster(RATE_LIMIT_CLUSTER, *ratelimit)]
 
 
-def _tracing() -> Json:
-    # Every request is sampled here; a collector in front of the backend decides what to keep.
+def _tracing(sampling: float) -> Json:
+    # The head decision for the whole trace: every span below follows it (ParentBased).
     return {
+        "random_sampling": {"value": sampling},
         "provider": {
             "name": "envoy.tracers.opentelemetry",
             "typed_config": {
@@ -692,6 +695,9 @@ def main(argv: list[str] | None = None) -> None:
         "--otlp", type=_parse_address, metavar="HOST:PORT", help="OTLP/gRPC trace collector"
     )
     parser.add_argument(
+        "--trace-sampling", type=float, default=100.0, help="%% of requests traced (100)"
+    )
+    parser.add_argument(
         "--listen-host", default="127.0.0.1", help="listener address (0.0.0.0 in a container)"
     )
     parser.add_argument("--no-docs", action="store_true", help="without /docs and /openapi.json")
@@ -710,6 +716,7 @@ def main(argv: list[str] | None = None) -> None:
             edge=EdgeOptions.from_env(),  # EDGE_* settings, see ecom_gateway.hardening
             ratelimit=args.ratelimit,
             tracing=args.otlp,
+            trace_sampling=args.trace_sampling,
             listen_host=args.listen_host,
             docs=not args.no_docs,
             docs_dir=args.docs_dir,

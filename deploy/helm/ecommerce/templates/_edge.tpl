@@ -2,7 +2,7 @@
 The edge's Envoy config: files/envoy.yaml (`make helm-config`, ecom_stack.helm) with what the
 release decides set in it, as the generator would render it (deploy/tests/test_helm_chart.py
 compares): each cluster's address in the release namespace, the CORS origins, the access log,
-and tracing to telemetry.otlp or none.
+and tracing to telemetry.otlp (sampling telemetry.samplingPercent of requests) or none.
 */}}
 {{- define "ecommerce.edgeConfig" -}}
 {{- $root := . -}}
@@ -15,7 +15,9 @@ and tracing to telemetry.otlp or none.
 {{- range $v.edge.corsOrigins }}{{ $origins = append $origins (dict "exact" .) }}{{ end -}}
 {{- $_ := set $cors "allow_origin_string_match" $origins -}}
 {{- if not $v.edge.accessLog }}{{ $_ := unset $hcm "access_log" }}{{ end -}}
-{{- if not $v.telemetry.otlp.host }}{{ $_ := unset $hcm "tracing" }}{{ end -}}
+{{- if $v.telemetry.otlp.host }}
+{{- $_ := set $hcm.tracing.random_sampling "value" $v.telemetry.samplingPercent }}
+{{- else }}{{ $_ := unset $hcm "tracing" }}{{ end -}}
 {{- $clusters := list -}}
 {{- range $config.static_resources.clusters -}}
 {{- $address := index .load_assignment.endpoints 0 "lb_endpoints" 0 "endpoint" "address" "socket_address" -}}

@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace.sampling import (
     ParentBased,
     Sampler,
     SamplingResult,
+    TraceIdRatioBased,
 )
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
@@ -63,13 +64,18 @@ def span_interceptors() -> list[grpc.aio.ServerInterceptor]:
 
 
 class EntryPointSampler(Sampler):
-    """Starts a trace only where work enters a service: an RPC, an event published or applied.
+    """Starts a trace only where work enters a service: an RPC, an event published or applied,
+    for the share `ratio` of them (OTEL_TRACES_SAMPLER_ARG). Requests through the edge come with
+    its decision, which every span follows (ParentBased).
 
     A statement or Redis command with no span above it comes from a background loop (the
     outbox relay polling, an expiry sweep): a trace of one query each 200 ms is noise.
     """
 
     ENTRY_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.PRODUCER)
+
+    def __init__(self, ratio: float = 1.0) -> None:
+        self._ratio = TraceIdRatioBased(ratio)
 
     def should_sample(
         self,
@@ -81,8 +87,9 @@ class EntryPointSampler(Sampler):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
-        decision = Decision.RECORD_AND_SAMPLE if kind in self.ENTRY_KINDS else Decision.DROP
-        return SamplingResult(decision, attributes if decision.is_sampled() else None)
+        if kind not in self.ENTRY_KINDS:
+            return SamplingResult(Decision.DROP)
+        return self._ratio.should_sample(parent_context, trace_id, name, kind, attributes)
 
     def get_description(self) -> str:
         return "EntryPointSampler"
@@ -92,7 +99,8 @@ def configure_telemetry(service: str) -> None:
     exported = tracing_exported()
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
     # Not exported: spans are never recorded, but each still gets an id and carries the trace.
-    sampler = ParentBased(root=EntryPointSampler()) if exported else ALWAYS_OFF
+    ratio = float(os.environ.get("OTEL_TRACES_SAMPLER_ARG") or 1.0)
+    sampler = ParentBased(root=EntryPointSampler(ratio)) if exported else ALWAYS_OFF
     provider = TracerProvider(resource=resource, sampler=sampler)
     trace.set_tracer_provider(provider)
     if not exported:
