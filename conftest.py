@@ -174,9 +174,12 @@ def wait_for(
         time.sleep(0.05)
 
 
-async def eventually(check: Callable[[], Any], within: float = 15.0) -> Any:
+async def eventually(
+    check: Callable[[], Any], within: float = 15.0, what: str = "condition"
+) -> Any:
     """Polls `check()` (a function or a coroutine function) until its result is truthy and
-    returns that result; fails the test after `within` seconds. Events take a moment."""
+    returns that result; fails the test, naming `what`, after `within` seconds. Events take a
+    moment."""
     deadline = time.monotonic() + within
     while True:
         result = check()
@@ -184,7 +187,7 @@ async def eventually(check: Callable[[], Any], within: float = 15.0) -> Any:
             result = await result
         if result:
             return result
-        assert time.monotonic() < deadline, "condition not reached in time"
+        assert time.monotonic() < deadline, f"{what} not reached within {within} s"
         await asyncio.sleep(0.05)
 
 

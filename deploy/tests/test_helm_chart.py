@@ -48,12 +48,12 @@ SECRET_VALUE = re.compile(
     r"|://[^/\s:@]*:(?!\$\()[^@\s]+@"  # a URL with a literal password
 )
 
-pytestmark = pytest.mark.skipif(not HELM.exists(), reason="no helm: run `make sync`")
 
 Manifest = dict[str, Any]
 
 
 def helm(*args: str) -> str:
+    assert HELM.exists(), "no helm beside our Python: run `make sync` (deploy/tools/install.py)"
     done = subprocess.run([str(HELM), *args], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout

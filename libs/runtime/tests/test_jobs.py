@@ -10,7 +10,14 @@ import time
 from collections.abc import AsyncIterator
 
 import nats
-from ecom_runtime.jobs import ScheduledJob, ensure_stream, run_consumer, schedule, trigger
+from ecom_runtime.jobs import (
+    STREAM,
+    ScheduledJob,
+    ensure_stream,
+    run_consumer,
+    schedule,
+    trigger,
+)
 
 from conftest import eventually, tag
 
@@ -42,7 +49,15 @@ async def test_each_trigger_runs_once_across_replicas(stack) -> None:
         for n in range(20):
             await trigger(js, service, "record", n=n)
         await eventually(lambda: len(runs) >= 20)
-        await asyncio.sleep(0.5)  # room for a wrong second run to show up
+
+        # A trigger could run a second time only if it were delivered again: once every
+        # trigger is acknowledged, none may have been redelivered.
+        async def settled():
+            info = await js.consumer_info(STREAM, job.durable(service))
+            return info if info.num_pending == info.num_ack_pending == 0 else None
+
+        info = await eventually(settled, what="every trigger acknowledged")
+        assert info.num_redelivered == 0
     assert sorted(runs) == list(range(20))
 
 

@@ -3,14 +3,11 @@ catalog caches the newest products (and the first pages) without any shopper ask
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import nats
 import redis.asyncio as redis
 from ecom_runtime.jobs import trigger
 
-from conftest import tag
+from conftest import eventually, tag
 
 
 async def test_triggering_the_warm_cache_job_caches_new_products(stack, make_product) -> None:
@@ -24,9 +21,10 @@ async def test_triggering_the_warm_cache_job_caches_new_products(stack, make_pro
             await trigger(nc.jetstream(), "catalog", "warm-cache", products=50)
         finally:
             await nc.close()
-        deadline = time.monotonic() + 15
-        while not [key async for key in cache.scan_iter(pattern)]:
-            assert time.monotonic() < deadline, "the job did not cache the new product"
-            await asyncio.sleep(0.1)
+
+        async def cached() -> list[bytes]:
+            return [key async for key in cache.scan_iter(pattern)]
+
+        await eventually(cached, what="the new product in the cache")
     finally:
         await cache.aclose()

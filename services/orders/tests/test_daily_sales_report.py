@@ -9,7 +9,6 @@ import asyncio
 import csv
 import io
 import random
-import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from botocore.exceptions import ClientError
 from ecom_runtime.events import connect_jetstream
 from ecom_runtime.jobs import trigger
 
-from conftest import ADMIN_EMAIL, mail_html, mail_text, mails, wait_for_mail
+from conftest import ADMIN_EMAIL, eventually, mail_html, mail_text, mails, wait_for_mail
 
 DAYS = iter(random.sample(range(365), 365))
 MICRO = timedelta(microseconds=1)
@@ -63,10 +62,9 @@ def csv_object(s3, day: date | str) -> str | None:
 
 
 async def wait_for_csv(s3, day: date, within: float = 30.0) -> list[list[str]]:
-    deadline = time.monotonic() + within
-    while (text := await asyncio.to_thread(csv_object, s3, day)) is None:
-        assert time.monotonic() < deadline, f"no CSV for {day} within {within} s"
-        await asyncio.sleep(0.1)
+    text = await eventually(
+        lambda: asyncio.to_thread(csv_object, s3, day), within=within, what=f"a CSV for {day}"
+    )
     return list(csv.reader(io.StringIO(text)))
 
 

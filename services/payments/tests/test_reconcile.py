@@ -3,11 +3,9 @@ announced, as the webhook would have done."""
 
 from __future__ import annotations
 
-import asyncio
 import http.server
 import json
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +15,8 @@ import stripe
 from ecom_runtime.jobs import trigger
 from payments_service.events import PAYMENT_FAILED, PAYMENT_SUCCEEDED
 from payments_service.server import RECONCILE_JOB
+
+from conftest import eventually
 
 
 class LosingEndpoint:
@@ -55,10 +55,9 @@ class LosingEndpoint:
 
     async def lost(self, *expected: tuple[str, str], within: float = 15.0) -> None:
         """Waits until each (event type, object id) was delivered here (and so not to us)."""
-        deadline = time.monotonic() + within
-        while not set(expected) <= self.seen:
-            assert time.monotonic() < deadline, f"not delivered: {set(expected) - self.seen}"
-            await asyncio.sleep(0.1)
+        await eventually(
+            lambda: set(expected) <= self.seen, within=within, what=f"delivery of {expected}"
+        )
 
 
 async def reconcile_now(stack) -> None:
@@ -75,13 +74,14 @@ async def asked_again(stack, sql, intent_id: str, times: int, within: float = 15
     """Runs reconciliation `times` more times, waiting each time until it asked Stripe about
     the payment."""
     query = "SELECT checked_at FROM payments.payments WHERE payment_intent_id = %s"
-    deadline = time.monotonic() + within
     for _ in range(times):
         [(before,)] = sql(query, intent_id)
         await reconcile_now(stack)
-        while sql(query, intent_id) == [(before,)]:
-            assert time.monotonic() < deadline, "not asked about again"
-            await asyncio.sleep(0.1)
+        await eventually(
+            lambda before=before: sql(query, intent_id) != [(before,)],
+            within=within,
+            what="Stripe asked about the payment again",
+        )
 
 
 async def test_outcomes_whose_webhook_was_lost_are_reconciled(
@@ -109,10 +109,10 @@ async def test_outcomes_whose_webhook_was_lost_are_reconciled(
     assert [payment_row(i).status for i in ids] == ["PENDING"] * 3
 
     await reconcile_now(stack)
-    deadline = time.monotonic() + 15
-    while [payment_row(i).status for i in ids] != ["SUCCEEDED", "FAILED", "CANCELED"]:
-        assert time.monotonic() < deadline, [payment_row(i).status for i in ids]
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: [payment_row(i).status for i in ids] == ["SUCCEEDED", "FAILED", "CANCELED"],
+        what="the three payments reconciled",
+    )
     seen = await events.all_of({(paid_order, PAYMENT_SUCCEEDED), (declined_order, PAYMENT_FAILED)})
     # Asked about again (the declined one may still be paid), it announces nothing more:
     # a later payment's event closes the window (the outbox is relayed in commit order).

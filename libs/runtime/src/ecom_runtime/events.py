@@ -154,15 +154,13 @@ class OutboxRelay:
                 subject = row.subject
                 # A child of the span that wrote the event; the consumers' spans are its children.
                 with tracer.start_as_current_span(
-                    f"publish {row.subject}",
+                    f"publish {subject}",
                     context=propagate.extract(row.headers),
                     kind=trace.SpanKind.PRODUCER,
                     attributes={"messaging.system": "nats", "messaging.destination.name": subject},
                 ):
                     headers = {**row.headers, **current_traceparent(), "Nats-Msg-Id": str(row.id)}
-                    await js.publish(
-                        row.subject, row.payload, headers=headers, timeout=PUBLISH_TIMEOUT
-                    )
+                    await js.publish(subject, row.payload, headers=headers, timeout=PUBLISH_TIMEOUT)
             if rows:
                 await conn.execute(delete(o).where(o.c.id.in_([r.id for r in rows])))
         return len(rows)

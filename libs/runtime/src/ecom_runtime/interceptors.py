@@ -86,8 +86,9 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):
             metadata: dict[str, str] = {}
             service_credential = None
             trace_token = None
-            # With spans exported, OpenTelemetry's interceptor has made the RPC's span current.
-            traced = trace.get_current_span().is_recording()
+            # With spans exported, OpenTelemetry's interceptor has made the RPC's span current
+            # (recorded or not, as the caller's sampling decided): nothing to continue here.
+            traced = trace.get_current_span().get_span_context().is_valid
             for key, value in context.invocation_metadata() or ():
                 if key in _FORWARDED and isinstance(value, str):
                     metadata[key] = value

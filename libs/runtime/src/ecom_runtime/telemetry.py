@@ -3,9 +3,8 @@
 With the standard OTEL_EXPORTER_OTLP_ENDPOINT set, a service exports over OTLP/gRPC:
 - traces: a span per RPC (server), per call to another service (client), per SQL statement
   (psycopg), per Redis command, per HTTP call (httpx: Stripe), per event published (producer)
-  and applied (consumer), each
-  continuing the trace the edge started, so one request is one trace across the services and
-  their events;
+  and applied (consumer), each continuing the trace the edge started, so one request is one
+  trace across the services and their events;
 - metrics: RED per RPC (`rpc.server.duration`: count by status code, and latency) and the
   outbox backlog (`outbox.backlog`, `outbox.oldest_age`).
 The other OTEL_* variables apply as usual (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
